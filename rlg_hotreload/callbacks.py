@@ -1,0 +1,145 @@
+"""Player callback protocol: the tiny hook surface the streamer, recorder and loggers use.
+
+Why a protocol and not subclassing: a monitor usually wants several independent add-ons at once
+(a frame streamer, an mp4 recorder, a TensorBoard logger). Like SB3 callbacks, each is a small object
+with a few optional hooks, composed in a list and called by the player in a fixed order.
+
+All hooks run on the player thread, between environment steps. They must return quickly: heavy work
+(JPEG/mp4 encoding, network I/O) belongs on the callback's own thread. A callback that wants a frame
+calls ``player.grab_frame()`` from ``on_step``; rendering happens only then, so nobody pays for
+frames nobody watches.
+"""
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rlg_hotreload.player import HotReloadPlayer
+
+
+@dataclass
+class CheckpointInfo:
+    """What the player knows about one loaded checkpoint (one per accepted file version)."""
+
+    index: int  # 0 for the first checkpoint played, then 1, 2, ... in load order
+    path: str
+    epoch: Optional[int] = None
+    frame: Optional[int] = None
+    best_reward: Optional[float] = None
+    mtime: float = 0.0  # file modification time (seconds since epoch)
+    size: int = 0
+    load_ms: float = 0.0
+    loaded_at: float = 0.0  # time.time() when the swap happened
+
+    @property
+    def label(self) -> str:
+        """Short human name used in logs, the status page and recording file names."""
+        import os
+
+        base = os.path.splitext(os.path.basename(self.path))[0]
+        return "%s@ep%s" % (base, self.epoch if self.epoch is not None else "?")
+
+
+@dataclass
+class EpisodeRecord:
+    """One finished episode, attributed to the checkpoint that played all of it (or ``None`` = mixed)."""
+
+    env_index: int
+    reward: float
+    length: int
+    checkpoint: Optional[int]  # CheckpointInfo.index, or None when a swap happened mid-episode
+    success: Optional[float] = None
+
+
+@dataclass
+class CheckpointStats:
+    games: int = 0
+    reward_sum: float = 0.0
+    length_sum: float = 0.0
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.games if self.games else float("nan")
+
+    @property
+    def mean_length(self) -> float:
+        return self.length_sum / self.games if self.games else float("nan")
+
+
+@dataclass
+class Summary:
+    """End-of-run numbers: overall and per checkpoint (key ``None`` = episodes spanning a swap)."""
+
+    games: int = 0
+    steps: int = 0
+    reward_sum: float = 0.0
+    length_sum: float = 0.0
+    reloads: int = 0
+    per_checkpoint: Dict[Optional[int], CheckpointStats] = field(default_factory=dict)
+    checkpoints: List[CheckpointInfo] = field(default_factory=list)
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.games if self.games else float("nan")
+
+    @property
+    def mean_length(self) -> float:
+        return self.length_sum / self.games if self.games else float("nan")
+
+
+class PlayerCallback:
+    """Base class with no-op hooks; override the ones you need.
+
+    Order of calls: ``on_start`` once (after the first weights are loaded, before the first step),
+    ``on_reload`` for every checkpoint swapped in (including the first), ``on_step`` after every
+    environment step, ``on_episode_end`` for each finished episode, ``on_stop`` once at the end
+    (also after Ctrl+C / SIGTERM; the summary is final then).
+    """
+
+    def on_start(self, player: "HotReloadPlayer") -> None:
+        pass
+
+    def on_reload(self, player: "HotReloadPlayer", info: CheckpointInfo) -> None:
+        pass
+
+    def on_step(self, player: "HotReloadPlayer", step: int) -> None:
+        pass
+
+    def on_episode_end(self, player: "HotReloadPlayer", episode: EpisodeRecord) -> None:
+        pass
+
+    def on_stop(self, player: "HotReloadPlayer", summary: Summary) -> None:
+        pass
+
+
+class CallbackList(PlayerCallback):
+    """Calls each callback in order; the player holds exactly one of these."""
+
+    def __init__(self, callbacks: Sequence[PlayerCallback] = ()) -> None:
+        self.callbacks: List[PlayerCallback] = list(callbacks)
+
+    def append(self, cb: PlayerCallback) -> None:
+        self.callbacks.append(cb)
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def on_start(self, player: Any) -> None:
+        for cb in self.callbacks:
+            cb.on_start(player)
+
+    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+        for cb in self.callbacks:
+            cb.on_reload(player, info)
+
+    def on_step(self, player: Any, step: int) -> None:
+        for cb in self.callbacks:
+            cb.on_step(player, step)
+
+    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+        for cb in self.callbacks:
+            cb.on_episode_end(player, episode)
+
+    def on_stop(self, player: Any, summary: Summary) -> None:
+        for cb in self.callbacks:
+            cb.on_stop(player, summary)

@@ -1,0 +1,116 @@
+"""Any gymnasium env as an rl-games task, stepped in-process (no ray).
+
+Why: rl-games routes gym envs through its ``RAY`` vecenv, which needs ray and one process per actor —
+heavy for a monitor and absent from our dependencies. ``InProcessVecEnv`` steps N envs in a loop in the
+calling process, auto-resets finished ones (as Isaac Gym does), and is registered with rl-games'
+own registries, so both training (A2CAgent) and playing use it unchanged.
+"""
+
+from typing import Any, Dict, List, Optional
+
+import gymnasium as gym
+import numpy as np
+from rl_games.common import env_configurations, vecenv
+from rl_games.common.ivecenv import IVecEnv
+
+VECENV_TYPE = "RLGH_INPROC"
+
+
+def make_gym_env(name: str, render_mode: Optional[str] = None, **kwargs: Any) -> gym.Env:
+    """Create one gymnasium env (new 5-tuple API); ``seed`` is applied at the first reset."""
+    kwargs.pop("seed", None)
+    return gym.make(name, render_mode=render_mode, **kwargs)
+
+
+class InProcessVecEnv(IVecEnv):
+    """``num_actors`` copies of a registered env creator, stepped sequentially, auto-reset."""
+
+    def __init__(self, config_name: str, num_actors: int, **kwargs: Any) -> None:
+        creator = env_configurations.configurations[config_name]["env_creator"]
+        self.seed_value = kwargs.get("seed")
+        self.envs: List[gym.Env] = [creator(**dict(kwargs)) for _ in range(num_actors)]
+        self._seeded = False
+        first = self.envs[0]
+        dt = getattr(first.unwrapped, "dt", None)
+        self.control_dt = float(dt) if isinstance(dt, (int, float)) else None
+
+    def _obs(self, obs: List[Any]) -> np.ndarray:
+        return np.asarray(obs, dtype=np.float32)
+
+    def reset(self) -> np.ndarray:
+        out = []
+        for i, env in enumerate(self.envs):
+            seed = None
+            if not self._seeded and self.seed_value is not None:
+                seed = int(self.seed_value) + i
+            out.append(env.reset(seed=seed)[0])
+        self._seeded = True
+        return self._obs(out)
+
+    def step(self, actions: Any) -> Any:
+        actions = np.asarray(actions)
+        n = len(self.envs)
+        obs, rewards = [], np.zeros(n, dtype=np.float32)
+        dones = np.zeros(n, dtype=bool)
+        time_outs = np.zeros(n, dtype=bool)
+        for i, env in enumerate(self.envs):
+            a = actions[i] if actions.ndim > 1 or n > 1 else actions
+            o, r, terminated, truncated, _ = env.step(a)
+            if terminated or truncated:
+                dones[i] = True
+                time_outs[i] = truncated and not terminated
+                o, _ = env.reset()
+            obs.append(o)
+            rewards[i] = r
+        return self._obs(obs), rewards, dones, {"time_outs": time_outs}
+
+    def render(self, *args: Any, **kwargs: Any) -> Any:
+        """Frame of env 0 (``render_mode='rgb_array'``: an HxWx3 uint8 array)."""
+        return self.envs[0].render()
+
+    def get_number_of_agents(self) -> int:
+        return 1
+
+    def get_env_info(self) -> Dict[str, Any]:
+        env = self.envs[0]
+        return {
+            "action_space": env.action_space,
+            "observation_space": env.observation_space,
+            "state_space": None,
+            "use_global_observations": False,
+            "agents": 1,
+            "value_size": 1,
+        }
+
+    def seed(self, seed: int) -> None:
+        self.seed_value = seed
+        self._seeded = False
+
+    def has_action_masks(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+
+def register_vecenv() -> None:
+    if VECENV_TYPE not in vecenv.vecenv_config:
+        vecenv.register(VECENV_TYPE, lambda name, n, **kw: InProcessVecEnv(name, n, **kw))
+
+
+def is_gym_id(task: str) -> bool:
+    return task in gym.registry
+
+
+def register_gym_task(task: str) -> None:
+    """Register gymnasium id ``task`` as an rl-games env of the same name (idempotent)."""
+    register_vecenv()
+    if task not in env_configurations.configurations:
+        env_configurations.register(
+            task,
+            {
+                "vecenv_type": VECENV_TYPE,
+                "env_creator": lambda **kw: make_gym_env(task, **kw),
+            },
+        )

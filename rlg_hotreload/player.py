@@ -1,0 +1,312 @@
+"""HotReloadPlayer: rl-games' continuous PPO player that plays forever and follows new checkpoints.
+
+Why a subclass with its own ``run()``: the stock loop caps a game at 27000 steps, plays nothing (then
+crashes in its summary) for ``games_num: 0``, and reloads in evaluation mode by copying weights while
+the policy may run. Here the loop is the stock one in spirit (same per-game prints, same RNN handling)
+with three additions: an unbounded mode, a weight swap between two steps (never inside a forward
+pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread.
+"""
+
+import logging
+import signal
+import threading
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import torch
+from rl_games.algos_torch.players import PpoPlayerContinuous
+
+from rlg_hotreload.callbacks import (
+    CallbackList,
+    CheckpointInfo,
+    CheckpointStats,
+    EpisodeRecord,
+    Summary,
+)
+from rlg_hotreload.checkpoints import CheckpointSource
+from rlg_hotreload.loader import CheckpointError, CheckpointWatcher, LoadedCheckpoint
+
+log = logging.getLogger("rlg_hotreload")
+
+SWAP_AT = ("auto", "game", "step")
+ENV_STATE = ("always", "first", "never")
+MIXED = -1
+
+
+def _ensure_log_handler() -> None:
+    """Reload lines are the product: show them even when the host program configured no logging."""
+    if not log.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("[rlg_hotreload] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
+    value = cfg.get(key, default)
+    if value not in allowed:
+        raise ValueError("player.%s=%r: allowed values are %s" % (key, value, ", ".join(allowed)))
+    return value
+
+
+class HotReloadPlayer(PpoPlayerContinuous):
+    """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
+
+    Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
+    0 = load once), ``swap_at`` (auto|game|step; auto = game for one env, step for batched envs),
+    ``load_env_state`` (always|first|never, default always, as stock ``restore``), ``train_dir``
+    (where ``latest`` looks, default ``runs``), ``checkpoint`` (used when ``restore`` is not called).
+    ``games_num: 0`` plays until Ctrl+C / SIGTERM.
+    """
+
+    def __init__(self, params: Dict[str, Any], callbacks: Any = ()) -> None:
+        super().__init__(params)
+        _ensure_log_handler()
+        pc = self.player_config
+        self.reload_interval = float(pc.get("reload_interval", 30.0))
+        if self.reload_interval < 0:
+            raise ValueError("player.reload_interval=%r: must be >= 0" % self.reload_interval)
+        self.swap_at = _choice(pc, "swap_at", SWAP_AT, "auto")
+        self.load_env_state = _choice(pc, "load_env_state", ENV_STATE, "always")
+        self.train_dir = str(pc.get("train_dir", "runs"))
+        games = int(pc.get("games_num", 0))
+        self.games_num = games if games > 0 else 0  # 0 = unbounded
+        self.callbacks = CallbackList(list(callbacks))
+        self.frame_source: Optional[Callable[[], Optional[np.ndarray]]] = None
+        self.summary = Summary()
+        self.current: Optional[CheckpointInfo] = None
+        self.source = ""
+        self.control_dt: Optional[float] = self._find_control_dt()
+        self.watcher: Optional[CheckpointWatcher] = None
+        self._stop_event = threading.Event()
+        self._restore_spec = pc.get("checkpoint") or None
+
+    # -- checkpoint handling ---------------------------------------------------------------------
+    def restore(self, fn: str) -> None:
+        """Follow ``fn`` (a .pth file, an experiment folder, or ``latest``); load it now if present.
+
+        rl-games' Runner calls this with ``checkpoint``. Unlike the stock restore, a missing or bad
+        file is not fatal: the player waits for a valid one.
+        """
+        self._restore_spec = fn
+        watcher = self._make_watcher(fn)
+        if watcher.poll():
+            self._swap(watcher.take())
+
+    def _make_watcher(self, spec: str) -> CheckpointWatcher:
+        if self.watcher is None or self.watcher.source.spec != spec:
+            source = CheckpointSource(spec, self.train_dir)
+            self.source = source.describe()
+            self.watcher = CheckpointWatcher(source, self.model.state_dict(), self.reload_interval)
+        return self.watcher
+
+    def request_stop(self) -> None:
+        """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
+        self._stop_event.set()
+
+    def _swap(self, loaded: Optional[LoadedCheckpoint]) -> None:
+        """Put new weights in place. Called on the player thread between two steps only."""
+        if loaded is None:
+            return
+        try:
+            self.model.load_state_dict(loaded.state, **self._assign_kw())
+        except RuntimeError as e:  # validated already; keep playing if torch still disagrees
+            log.warning("Could not swap in %s: %s", loaded.version.path, e)
+            return
+        first = self.current is None
+        if loaded.env_state is not None and self.env is not None:
+            if self.load_env_state == "always" or (self.load_env_state == "first" and first):
+                self.env.set_env_state(loaded.env_state)
+        if self.is_rnn and self.states is not None:
+            self.init_rnn()
+        v = loaded.version
+        info = CheckpointInfo(
+            index=len(self.summary.checkpoints),
+            path=v.path,
+            epoch=loaded.epoch,
+            frame=loaded.frame,
+            best_reward=loaded.best_reward,
+            mtime=v.mtime,
+            size=v.size,
+            load_ms=loaded.load_ms,
+            loaded_at=time.time(),
+        )
+        self.summary.checkpoints.append(info)
+        self.summary.per_checkpoint[info.index] = CheckpointStats()
+        if not first:
+            self.summary.reloads += 1
+        self.current = info
+        best = "%.2f" % info.best_reward if info.best_reward is not None else "n/a"
+        log.info(
+            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)",
+            "Loaded" if first else "Reloaded",
+            v.path,
+            info.epoch,
+            info.frame,
+            best,
+            max(0.0, time.time() - v.mtime),
+            info.load_ms,
+        )
+        self.callbacks.on_reload(self, info)
+
+    _assign_supported: Optional[bool] = None
+
+    @classmethod
+    def _assign_kw(cls) -> Dict[str, bool]:
+        """``assign=True`` (torch >= 2.1) swaps tensors by reference: O(#tensors), no copy on the hot path."""
+        if cls._assign_supported is None:
+            import inspect
+
+            cls._assign_supported = "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
+        return {"assign": True} if cls._assign_supported else {}
+
+    # -- frames --------------------------------------------------------------------------------------
+    def grab_frame(self) -> Optional[np.ndarray]:
+        """Render now (player thread) through ``frame_source`` if set, else ``env.render()``."""
+        if self.frame_source is not None:
+            return self.frame_source()
+        frame = self.env.render()
+        if isinstance(frame, torch.Tensor):
+            frame = frame.cpu().numpy()
+        return frame if isinstance(frame, np.ndarray) else None
+
+    def _find_control_dt(self) -> Optional[float]:
+        env = self.env
+        dt = getattr(env, "control_dt", None)
+        if dt is None:
+            dt = getattr(getattr(env, "unwrapped", None), "dt", None)
+        return float(dt) if isinstance(dt, (int, float)) else None
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> Summary:
+        """Play until ``games_num`` games are done (0 = forever) or Ctrl+C / SIGTERM; return the summary."""
+        restore_signals = self._install_signal_handlers()
+        try:
+            if self.watcher is None:
+                if not self._restore_spec:
+                    raise CheckpointError("no checkpoint given: set checkpoint=<file|folder|latest>")
+                self._make_watcher(self._restore_spec)
+            assert self.watcher is not None
+            if self.reload_interval > 0 or self.current is None:
+                self.watcher.start()
+            while self.current is None and not self._stop_event.is_set():
+                if self.watcher.wait(0.2):
+                    self._swap(self.watcher.take())
+            if self.current is not None:
+                self.callbacks.on_start(self)
+                self._play()
+        finally:
+            if self.watcher is not None:
+                self.watcher.stop()
+            restore_signals()
+            self._finish()
+        return self.summary
+
+    def _play(self) -> None:
+        assert self.watcher is not None
+        watcher, cbs, summary = self.watcher, self.callbacks, self.summary
+        deterministic = self.is_deterministic
+        obses = self.env_reset(self.env)
+        batch_size = self.get_batch_size(obses, 1)
+        manual_reset = not self.player_config.get("use_vecenv", False) and batch_size == 1
+        swap_at_game = self.swap_at == "game" or (self.swap_at == "auto" and batch_size == 1)
+        self.init_rnn()
+        cr = torch.zeros(batch_size, dtype=torch.float32)
+        steps = torch.zeros(batch_size, dtype=torch.float32)
+        owner = torch.full((batch_size,), self.current.index if self.current else 0, dtype=torch.long)
+        n_games = self.games_num
+        at_boundary = True
+        step_no = 0
+        while not self._stop_event.is_set():
+            if watcher._pending is not None and (at_boundary or not swap_at_game):
+                self._swap(watcher.take())
+                owner[steps > 0] = MIXED
+                owner[steps == 0] = self.current.index  # type: ignore[union-attr]
+            at_boundary = False
+            action = self.get_action(obses, deterministic)
+            obses, r, done, info = self.env_step(self.env, action)
+            cr += r
+            steps += 1
+            step_no += 1
+            summary.steps = step_no
+            if self.render_env:
+                self.env.render()
+            if cbs:
+                cbs.on_step(self, step_no)
+            done_indices = done.nonzero(as_tuple=False)[:: self.num_agents]
+            if len(done_indices) == 0:
+                continue
+            if self.is_rnn and self.states is not None:
+                all_done = done.nonzero(as_tuple=False)
+                for s in self.states:
+                    s[:, all_done, :] = s[:, all_done, :] * 0.0
+            for idx in done_indices.flatten().tolist():
+                if n_games and summary.games >= n_games:
+                    break  # several envs finished at once: count exactly games_num games
+                self._record(idx, float(cr[idx]), int(steps[idx]), int(owner[idx]))
+            done_mask = done.bool().flatten()[: batch_size]
+            cr[done_mask] = 0.0
+            steps[done_mask] = 0.0
+            owner[done_mask] = self.current.index  # type: ignore[union-attr]
+            at_boundary = True
+            if n_games and summary.games >= n_games:
+                break
+            if manual_reset:
+                obses = self.env_reset(self.env)
+
+    def _record(self, env_index: int, reward: float, length: int, owner: int) -> None:
+        ckpt = owner if owner != MIXED else None
+        s = self.summary
+        s.games += 1
+        s.reward_sum += reward
+        s.length_sum += length
+        stats = s.per_checkpoint.setdefault(ckpt, CheckpointStats())
+        stats.games += 1
+        stats.reward_sum += reward
+        stats.length_sum += length
+        if self.print_stats:
+            print("reward: %.2f steps: %d" % (reward, length), flush=True)
+        if self.callbacks:
+            self.callbacks.on_episode_end(self, EpisodeRecord(env_index, reward, length, ckpt))
+
+    def _finish(self) -> None:
+        s = self.summary
+        try:
+            self.callbacks.on_stop(self, s)
+        finally:
+            log.info(
+                "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
+                s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
+            )  # fmt: skip
+            for key, st in s.per_checkpoint.items():
+                name = s.checkpoints[key].label if key is not None else "mixed (spans a reload)"
+                log.info(
+                    "  %-40s games %4d  mean reward %9.2f  mean length %7.1f",
+                    name, st.games, st.mean_reward, st.mean_length,
+                )  # fmt: skip
+            if s.games:
+                print("av reward:", s.mean_reward, "av steps:", s.mean_length, flush=True)
+            close = getattr(self.env, "close", None)
+            if close is not None:
+                close()
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM end the loop after the current step; a second Ctrl+C aborts at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._stop_event.is_set():
+                raise KeyboardInterrupt
+            log.info("Stopping (%s) ...", signal.Signals(signum).name)
+            self._stop_event.set()
+
+        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, h in old.items():
+                signal.signal(sig, h)
+
+        return restore

@@ -1,0 +1,125 @@
+"""The Flask app behind the streamer: page, MJPEG stream, status JSON, health check, optional token.
+
+Why a factory taking the streamer: routes read only thread-safe state (the hub and an immutable
+status snapshot the player thread publishes), so request threads never touch live player objects.
+"""
+
+import hmac
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Iterator, Optional
+
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rlg_hotreload.stream.streamer import FrameStreamer
+
+log = logging.getLogger("rlg_hotreload")
+
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+BOUNDARY = "rlgframe"
+TOKEN_COOKIE = "rlg_stream_token"
+#: With no new frame for this long, the last one is sent again: a dead client's socket then fails
+#: and it stops being counted (and rendered for), even while the player is paused between runs.
+KEEPALIVE_S = 2.0
+
+
+def _token_ok(expected: str, supplied: Optional[str]) -> bool:
+    if supplied is None:
+        return False
+    return hmac.compare_digest(expected.encode("utf-8"), supplied.encode("utf-8"))
+
+
+def mjpeg_part(jpeg: bytes, seq: int, t_render: float) -> bytes:
+    """One multipart part; the extra headers let clients measure latency and spot skipped frames."""
+    head = (
+        "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
+        "X-Frame-Seq: %d\r\nX-Render-Time: %.6f\r\n\r\n" % (BOUNDARY, len(jpeg), seq, t_render)
+    )
+    return head.encode("ascii") + jpeg + b"\r\n"
+
+
+def create_app(streamer: "FrameStreamer") -> Flask:
+    app = Flask("rlg_hotreload.stream", static_folder=None)
+    hub = streamer.hub
+    token = streamer.token
+
+    @app.before_request
+    def _check_token() -> Optional[Response]:
+        if not token:
+            return None
+        from_query = request.args.get("token")
+        supplied = from_query or request.cookies.get(TOKEN_COOKIE) or request.headers.get("X-Token")
+        if not _token_ok(token, supplied):
+            return Response(
+                "401: this stream needs its token: open /?token=<streamToken>\n",
+                status=401,
+                mimetype="text/plain",
+            )
+        g.set_token_cookie = from_query is not None
+        return None
+
+    @app.after_request
+    def _set_cookie(resp: Response) -> Response:
+        if token and g.get("set_token_cookie"):
+            # The page's <img> and fetch() calls then carry the token without repeating it in URLs.
+            resp.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict")
+        resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.route("/")
+    def index() -> Response:
+        with open(os.path.join(STATIC_DIR, "index.html"), encoding="utf-8") as f:
+            html = f.read()
+        html = html.replace("{{title}}", _html_escape(streamer.title))
+        return Response(html, mimetype="text/html")
+
+    @app.route("/static/<path:name>")
+    def static_file(name: str) -> Response:
+        return send_from_directory(STATIC_DIR, name, max_age=0)
+
+    @app.route("/healthz")
+    def healthz() -> Response:
+        return jsonify(ok=True, uptime_s=round(time.monotonic() - streamer.started_at, 3))
+
+    @app.route("/status")
+    def status() -> Response:
+        return jsonify(streamer.status())
+
+    @app.route("/stream")
+    def stream() -> Response:
+        return Response(
+            _frames(),
+            mimetype="multipart/x-mixed-replace; boundary=%s" % BOUNDARY,
+            direct_passthrough=True,
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    def _frames() -> Iterator[bytes]:
+        # Counted as a client only while this generator is alive; werkzeug closes it (finally runs)
+        # when the socket write fails, i.e. when the viewer went away.
+        hub.add_client()
+        try:
+            last_seq = -1
+            last_send = time.monotonic()
+            while not hub.closed:
+                frame = hub.wait_next(last_seq, timeout=0.5)
+                if frame is None:
+                    latest = hub.latest
+                    if latest is not None and time.monotonic() - last_send > KEEPALIVE_S:
+                        last_send = time.monotonic()
+                        yield mjpeg_part(latest.jpeg, latest.seq, latest.t_render)
+                    continue
+                last_seq = frame.seq
+                last_send = time.monotonic()
+                yield mjpeg_part(frame.jpeg, frame.seq, frame.t_render)
+                hub.mark_sent()
+        finally:
+            hub.remove_client()
+
+    return app
+
+
+def _html_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")

@@ -1,0 +1,310 @@
+"""FrameStreamer: a player callback that serves the live view over HTTP (page, MJPEG, status JSON).
+
+Why a callback that owns its server: the player stays ignorant of HTTP; it calls hooks between
+steps, and this object decides whether a frame is wanted (someone watches and the fps cap allows),
+grabs it, and hands it to the encode-once hub. Network work happens on the server's own threads.
+"""
+
+import errno
+import logging
+import math
+import socket
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
+
+from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
+from rlg_hotreload.stream.app import create_app
+from rlg_hotreload.stream.frames import grab_frame_once
+from rlg_hotreload.stream.hub import FrameHub
+
+log = logging.getLogger("rlg_hotreload")
+
+#: Status keeps the newest this many checkpoints (a week-long run may reload thousands of times).
+MAX_CHECKPOINTS_IN_STATUS = 500
+
+
+class StreamerError(RuntimeError):
+    """The streaming server cannot start (bad setting, no free port); the message names the key."""
+
+
+class _Handler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10  # a viewer that reads nothing for 10 s is dropped instead of pinning a thread
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        # The page polls /status every second: access lines would drown the player's log.
+        log.debug("stream http %s %s %s", self.address_string(), self.requestline, code)
+
+
+def _finite(x: Optional[float]) -> Optional[float]:
+    """JSON has no NaN: the browser's JSON.parse would reject the whole status."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _info_dict(info: CheckpointInfo) -> Dict[str, Any]:
+    return {
+        "index": info.index,
+        "label": info.label,
+        "path": info.path,
+        "epoch": info.epoch,
+        "frame": info.frame,
+        "best_reward": _finite(info.best_reward),
+        "mtime": info.mtime,
+        "size": info.size,
+        "load_ms": info.load_ms,
+        "loaded_at": info.loaded_at,
+    }
+
+
+def bind_socket(host: str, port: int, tries: int) -> socket.socket:
+    """Bind+listen on the first free port of ``port .. port+tries-1``; the bound socket is kept.
+
+    Binding for real (instead of probing, closing, and binding again) leaves no window in which
+    another process can take the port.
+    """
+    family = select_address_family(host, port)
+    last_err: Optional[OSError] = None
+    for p in range(port, port + tries) if port else [0]:
+        if p > 65535:
+            break
+        try:
+            addrs = socket.getaddrinfo(host, p, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+        except socket.gaierror as e:
+            raise StreamerError("streamHost=%r cannot be resolved: %s" % (host, e)) from e
+        af, kind, proto, _, addr = addrs[0]
+        sock = socket.socket(af, kind, proto)
+        try:
+            # SO_REUSEADDR only skips TIME_WAIT leftovers on Linux; a live listener still blocks us.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(128)
+            return sock
+        except OSError as e:
+            sock.close()
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                log.info("Stream port %d on %s is not available (%s); trying the next", p, host, e.strerror)
+                last_err = e
+                continue
+            raise StreamerError("streamHost=%r: cannot listen on port %d: %s" % (host, p, e)) from e
+    raise StreamerError(
+        "streamPort=%d: no free port in %d..%d on %s (%s); set streamPort to a free port"
+        % (port, port, port + tries - 1, host, last_err.strerror if last_err else "out of range")
+    )
+
+
+class FrameStreamer(PlayerCallback):
+    """Serve ``/`` (page), ``/stream`` (MJPEG), ``/status`` (JSON) and ``/healthz`` for a player."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 58080,
+        port_tries: int = 10,
+        fps: float = 30.0,
+        quality: int = 80,
+        token: Optional[str] = None,
+        size: Optional[Tuple[int, int]] = None,
+        realtime: bool = False,
+        title: str = "rlg-hotreload",
+    ) -> None:
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise StreamerError("streamPort must be an integer in 0..65535, got %r" % (port,))
+        if not isinstance(port_tries, int) or port_tries < 1:
+            raise StreamerError("port_tries must be >= 1, got %r" % (port_tries,))
+        if not (isinstance(fps, (int, float)) and fps > 0):
+            raise StreamerError("streamFps must be > 0, got %r" % (fps,))
+        if not (isinstance(quality, int) and 1 <= quality <= 100):
+            raise StreamerError("streamQuality must be an integer in 1..100, got %r" % (quality,))
+        if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) < 8):
+            raise StreamerError("stream.width/stream.height must be >= 8 pixels, got %r" % (size,))
+        if token is not None and not str(token):
+            token = None
+        self.host = str(host)
+        self.requested_port = port
+        self.port_tries = port_tries
+        self.fps = float(fps)
+        self.token = None if token is None else str(token)
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.realtime = bool(realtime)
+        self.title = title
+        self.hub = FrameHub(quality=quality, size=self.size)
+        self.port: Optional[int] = None
+        self.url: Optional[str] = None
+        self.started_at = time.monotonic()
+        self._server: Optional[BaseWSGIServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+        self._snapshot: Dict[str, Any] = {"checkpoint": None, "checkpoints": [], "reloads": 0}
+        self._snap_dirty = True
+        self._snap_at = 0.0
+        self._steps = 0
+        self._next_frame_t = 0.0
+        self._pace: Optional[Tuple[float, int]] = None  # (wall time, step) anchor for realtime
+        self.paced_sleep_s = 0.0
+
+    # -- server lifecycle --------------------------------------------------------------------
+    def start(self) -> str:
+        """Bind (first free port of ``port_tries``), serve in a thread, log and return the URL."""
+        if self._server is not None:
+            return self.url or ""
+        sock = bind_socket(self.host, self.requested_port, self.port_tries)
+        try:
+            server = make_server(
+                self.host, 0, create_app(self), threaded=True, request_handler=_Handler, fd=sock.fileno()
+            )
+        finally:
+            sock.close()  # the server holds its own duplicate of the descriptor
+        server.daemon_threads = True
+        self._server = server
+        self.port = int(server.server_address[1])
+        shown = "[%s]" % self.host if ":" in self.host else self.host
+        self.url = "http://%s:%d/" % (shown, self.port)
+        self.hub.start()
+        self.started_at = time.monotonic()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="rlg-stream-http", daemon=True
+        )
+        self._thread.start()
+        if self.host in ("0.0.0.0", "::", ""):
+            log.warning(
+                "Stream server listens on ALL interfaces (%s:%d): anyone who can reach this machine can "
+                "watch%s. Open http://%s:%d/ from another machine.",
+                self.host or "0.0.0.0",
+                self.port,
+                "" if self.token else "; set streamToken to require a token",
+                socket.gethostname(),
+                self.port,
+            )
+        if self.port != self.requested_port and self.requested_port:
+            log.warning("streamPort %d was busy; using %d", self.requested_port, self.port)
+        log.info("Streaming at %s%s", self.url, " (needs ?token=<streamToken>)" if self.token else "")
+        return self.url
+
+    def stop(self, timeout: float = 3.0) -> None:
+        """Close client streams, shut the server down and join its thread; every wait is bounded."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self.hub.close(timeout)
+        if not self.hub.wait_clients(0, timeout):
+            log.warning("%d stream client(s) still attached at shutdown", self.hub.clients)
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        log.info("Stream server at %s stopped", self.url)
+
+    @property
+    def wants_frames(self) -> bool:
+        """True while at least one viewer is attached: only then does on_step render."""
+        return self._server is not None and self.hub.clients > 0
+
+    # -- player hooks (player thread) --------------------------------------------------------
+    def on_start(self, player: Any) -> None:
+        self._snap_dirty = True
+
+    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+        self._snap_dirty = True
+        self._pace = None  # a reload may take a moment; don't try to "catch up" afterwards
+        self._refresh_snapshot(player)
+
+    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+        self._snap_dirty = True  # cheap: batched envs end many episodes per step
+
+    def on_stop(self, player: Any, summary: Summary) -> None:
+        self._snap_dirty = True
+        self._refresh_snapshot(player)
+        self.stop()
+
+    def on_step(self, player: Any, step: int) -> None:
+        self._steps = step
+        now = time.monotonic()
+        if self._snap_dirty and now - self._snap_at > 0.5:
+            self._refresh_snapshot(player)
+        if not self.wants_frames:
+            self._pace = None
+            return
+        if self.realtime:
+            self._pace_step(player, step, now)
+            now = time.monotonic()
+        if now < self._next_frame_t:
+            return
+        interval = 1.0 / self.fps
+        # Schedule-based cap keeps the average rate at fps; resync after a stall (no bursts).
+        self._next_frame_t = max(self._next_frame_t + interval, now - interval)
+        frame = grab_frame_once(player, step)
+        if frame is not None:
+            self.hub.submit(frame, time.time())
+
+    def _pace_step(self, player: Any, step: int, now: float) -> None:
+        dt = getattr(player, "control_dt", None)
+        if not dt:
+            return
+        if self._pace is None:
+            self._pace = (now, step)
+            return
+        t0, s0 = self._pace
+        ahead = t0 + (step - s0) * dt - now
+        if ahead > 0:
+            time.sleep(min(ahead, 1.0))
+            self.paced_sleep_s += min(ahead, 1.0)
+        elif ahead < -0.25:  # slower than real time: re-anchor rather than sprint later
+            self._pace = (now, step)
+
+    # -- status --------------------------------------------------------------------------------
+    def _refresh_snapshot(self, player: Any) -> None:
+        """Build the status dict on the player thread, so HTTP threads never iterate live dicts."""
+        summary: Optional[Summary] = getattr(player, "summary", None)
+        current: Optional[CheckpointInfo] = getattr(player, "current", None)
+        snap: Dict[str, Any] = {
+            "source": str(getattr(player, "source", "") or ""),
+            "checkpoint": _info_dict(current) if current is not None else None,
+            "control_dt": getattr(player, "control_dt", None),
+        }
+        cps: List[Dict[str, Any]] = []
+        if summary is not None:
+            per = dict(summary.per_checkpoint)
+            for info in summary.checkpoints[-MAX_CHECKPOINTS_IN_STATUS:]:
+                st = per.get(info.index)
+                d = _info_dict(info)
+                d.update(
+                    episodes=st.games if st else 0,
+                    mean_reward=_finite(st.mean_reward) if st else None,
+                    mean_length=_finite(st.mean_length) if st else None,
+                )
+                cps.append(d)
+            mixed = per.get(None)
+            snap.update(
+                reloads=summary.reloads,
+                checkpoints_loaded=len(summary.checkpoints),
+                games=summary.games,
+                mean_reward=_finite(summary.mean_reward),
+                mixed_episodes=mixed.games if mixed else 0,
+            )
+        snap["checkpoints"] = cps
+        with self._lock:
+            self._snapshot = snap
+            self._snap_dirty = False
+            self._snap_at = time.monotonic()
+
+    def status(self) -> Dict[str, Any]:
+        """The /status payload: last player snapshot + live stream counters + file age."""
+        with self._lock:
+            snap = dict(self._snapshot)
+        cp = snap.get("checkpoint")
+        snap["file_age_s"] = round(time.time() - cp["mtime"], 1) if cp and cp.get("mtime") else None
+        snap["steps"] = self._steps
+        snap["title"] = self.title
+        snap["server_time"] = time.time()
+        stream = self.hub.stats()
+        stream.update(fps_cap=self.fps, realtime=self.realtime, watching=self.wants_frames)
+        snap["stream"] = stream
+        snap["clients"] = stream["clients"]
+        snap["source_fps"] = stream["source_fps"]
+        return snap
