@@ -1,0 +1,93 @@
+"""Validated settings of the BlindGrasping task, shared by both backends.
+
+Every key a user can put in ``env_config`` is a field here, so a typo is
+rejected up front with the list of allowed keys instead of being ignored.
+"""
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, Mapping, Tuple
+
+SIM_CHOICES = ("auto", "mujoco", "isaacgym")
+
+#: Reward weights (per control step unless noted); see docs/blind_grasping.md.
+DEFAULT_REWARD_WEIGHTS: Dict[str, float] = {
+    "reach": 1.0,  # 1 - tanh(10 * mean fingertip-to-box-centre distance)
+    "contact": 0.5,  # fraction of fingertips touching the box
+    "lift": 5.0,  # box lift / success_height, clipped to [0, 1], needs >= 2 tips on the box
+    "hold": 2.0,  # box at >= success_height with a tip on it
+    "success": 50.0,  # once, on success
+    "failure": -10.0,  # once, when the box is knocked away or falls
+    "action": -0.01,  # times the squared action norm
+}
+
+
+@dataclass
+class BlindGraspingConfig:
+    """Task settings; units are SI (m, kg, s, rad)."""
+
+    seed: int = 0
+    sim: str = "auto"
+    device: str = "cpu"
+    episode_length_s: float = 5.0
+    control_substeps: int = 10
+    render_width: int = 640
+    render_height: int = 480
+    num_threads: int = 1
+    box_half_size_range: Tuple[float, float] = (0.025, 0.035)
+    box_mass_range: Tuple[float, float] = (0.05, 0.2)
+    box_xy_noise: float = 0.02
+    box_yaw_noise: float = math.pi
+    hand_xy_noise: float = 0.01
+    hand_z_noise: float = 0.02
+    success_height: float = 0.1
+    success_hold_s: float = 1.0
+    base_action_scale: float = 0.01
+    finger_action_scale: float = 0.1
+    reward_weights: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_REWARD_WEIGHTS))
+
+    @classmethod
+    def from_kwargs(cls, kwargs: Mapping[str, Any]) -> "BlindGraspingConfig":
+        """Build from ``env_config``; unknown keys or bad values raise ValueError naming them."""
+        allowed = [f.name for f in fields(cls)]
+        for key in kwargs:
+            if key not in allowed:
+                raise ValueError("unknown BlindGrasping env_config key {!r}; allowed keys: {}".format(key, ", ".join(allowed)))
+        values = dict(kwargs)
+        if "reward_weights" in values:
+            weights = dict(DEFAULT_REWARD_WEIGHTS)
+            for key, val in dict(values["reward_weights"]).items():
+                if key not in DEFAULT_REWARD_WEIGHTS:
+                    raise ValueError(
+                        "unknown reward_weights key {!r}; allowed keys: {}".format(key, ", ".join(DEFAULT_REWARD_WEIGHTS))
+                    )
+                weights[key] = float(val)
+            values["reward_weights"] = weights
+        for key in ("box_half_size_range", "box_mass_range"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        cfg = cls(**values)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ValueError whose message names the first bad key and what is allowed."""
+        if self.sim not in SIM_CHOICES:
+            raise ValueError("sim={!r} is not allowed; choose one of {}".format(self.sim, ", ".join(SIM_CHOICES)))
+        positive = ("episode_length_s", "success_height", "success_hold_s", "base_action_scale", "finger_action_scale")
+        for key in positive:
+            if not float(getattr(self, key)) > 0:
+                raise ValueError("{}={!r} must be > 0".format(key, getattr(self, key)))
+        for key in ("control_substeps", "render_width", "render_height", "num_threads"):
+            val = getattr(self, key)
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError("{}={!r} must be an integer >= 1".format(key, val))
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ValueError("seed={!r} must be an integer".format(self.seed))
+        for key in ("box_half_size_range", "box_mass_range"):
+            lo_hi = getattr(self, key)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise ValueError("{}={!r} must be [low, high] with 0 < low <= high".format(key, lo_hi))
+        for key in ("box_xy_noise", "box_yaw_noise", "hand_xy_noise", "hand_z_noise"):
+            if float(getattr(self, key)) < 0:
+                raise ValueError("{}={!r} must be >= 0".format(key, getattr(self, key)))

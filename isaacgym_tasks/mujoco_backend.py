@@ -1,0 +1,204 @@
+"""MuJoCo (CPU) backend of BlindGrasping: ``num_envs`` worlds stepped as one batch.
+
+Each world has its own ``MjModel`` copy because box size and mass are model
+parameters in MuJoCo and are randomised per env at every reset; the copies
+share nothing mutable, so stepping them is a plain loop of ``mj_step(nstep=K)``
+calls whose Python overhead is small next to K physics steps. All task math
+lives in :mod:`isaacgym_tasks.task_core`.
+"""
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import gymnasium
+import mujoco
+import numpy as np
+import torch
+
+from .asset import ASSET_PATH, FINGERTIP_SITES, HAND_JOINTS, read_asset_info
+from .config import BlindGraspingConfig
+from .task_core import SimState, TaskCore
+from .task_math import box_inertia
+
+ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
+
+
+class MujocoBlindGrasping:
+    """rl-games vecenv (``step``/``reset``/``get_env_info``...) backed by MuJoCo on CPU."""
+
+    def __init__(self, num_envs: int, cfg: BlindGraspingConfig, asset_path: str = ASSET_PATH) -> None:
+        if num_envs < 1:
+            raise ValueError("num_envs={!r} must be >= 1".format(num_envs))
+        self.cfg = cfg
+        self.num_envs = num_envs
+        base = mujoco.MjModel.from_xml_path(asset_path)
+        self.models: List[mujoco.MjModel] = [base] + [copy.copy(base) for _ in range(num_envs - 1)]
+        self.datas: List[mujoco.MjData] = [mujoco.MjData(m) for m in self.models]
+        self.substeps = cfg.control_substeps
+        info = read_asset_info(asset_path)
+        self.core = TaskCore(cfg, info, num_envs, base.opt.timestep * self.substeps)
+        self._index_model(base)
+        self._qpos = np.zeros((num_envs, base.nq))
+        self._qvel = np.zeros((num_envs, base.nv))
+        self._sens = np.zeros((num_envs, base.nsensordata))
+        self._xpos = np.zeros((num_envs, 3))
+        self._pool: Optional[ThreadPoolExecutor] = None
+        if cfg.num_threads > 1 and num_envs > 1:
+            self._pool = ThreadPoolExecutor(cfg.num_threads)
+        self._renderer: Optional[mujoco.Renderer] = None
+        num_joints = len(HAND_JOINTS)
+        self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
+        self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (num_joints,), np.float32)
+        self._obs = self.reset()
+
+    # -- model layout ---------------------------------------------------------------
+    def _index_model(self, m: mujoco.MjModel) -> None:
+        """Look up addresses by name so the XML may be reordered without breaking us."""
+        self._hand_qadr = np.array([m.joint(n).qposadr[0] for n in HAND_JOINTS])
+        self._hand_dadr = np.array([m.joint(n).dofadr[0] for n in HAND_JOINTS])
+        for i, n in enumerate(HAND_JOINTS):
+            if m.actuator(i).trnid[0] != m.joint(n).id:
+                raise ValueError("actuator {} must drive joint {!r}".format(i, n))
+        box_joint = m.joint("box_free")
+        self._box_qadr = int(box_joint.qposadr[0])
+        self._box_body = m.body("box").id
+        self._box_geom = m.geom("box_geom").id
+        self._palm_body = m.body("palm").id
+        touch = [m.sensor("touch{}".format(i)).adr[0] for i in range(len(FINGERTIP_SITES))]
+        tips = [m.sensor("tip{}_pos".format(i)).adr[0] for i in range(len(FINGERTIP_SITES))]
+        self._touch_adr = np.array(touch)
+        self._tip_adr = np.array([[a, a + 1, a + 2] for a in tips])
+        self._palm_home = np.array(m.body_pos[self._palm_body])
+
+    # -- rl-games vecenv API --------------------------------------------------------
+    def get_number_of_agents(self) -> int:
+        return 1
+
+    def get_env_info(self) -> Dict[str, Any]:
+        return {
+            "action_space": self.action_space,
+            "observation_space": self.observation_space,
+            "agents": 1,
+            "value_size": 1,
+        }
+
+    def has_action_masks(self) -> bool:
+        return False
+
+    def set_train_info(self, env_frames: Any, *args: Any, **kwargs: Any) -> None:
+        """No curriculum: nothing depends on training progress."""
+
+    def get_env_state(self) -> Dict[str, Any]:
+        """No curriculum state to checkpoint; an empty dict round-trips through torch.save."""
+        return {}
+
+    def set_env_state(self, env_state: Optional[Dict[str, Any]]) -> None:
+        if env_state not in (None, {}) and not isinstance(env_state, dict):
+            raise ValueError("env_state must be a dict or None, got {!r}".format(type(env_state).__name__))
+
+    def seed(self, seed: int) -> None:
+        self.core.seed(seed)
+
+    def reset(self) -> torch.Tensor:
+        """Reset every env and return observations [N, obs_dim]."""
+        self._reset_envs(torch.arange(self.num_envs))
+        self._obs = self.core.observe(self._state())
+        return self._obs
+
+    def step(self, actions: ActionLike) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
+        """Apply actions for ``control_substeps`` physics steps; auto-reset finished envs."""
+        act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
+        targets = self.core.apply_actions(act).numpy().astype(np.float64)
+        if self._pool is not None:
+            list(self._pool.map(lambda i: self._step_world(i, targets[i]), range(self.num_envs)))
+        else:
+            for i in range(self.num_envs):
+                self._step_world(i, targets[i])
+        res = self.core.evaluate(self._state())
+        obs = res.obs
+        if res.reset_ids.numel() > 0:
+            self._reset_envs(res.reset_ids)
+            obs = self.core.observe(self._state())
+        self._obs = obs
+        return obs, res.reward, res.done.to(torch.uint8), res.infos
+
+    def render(self, mode: str = "rgb_array") -> np.ndarray:
+        """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
+        if mode != "rgb_array":
+            raise ValueError("render mode={!r} is not supported; allowed: rgb_array".format(mode))
+        if self._renderer is None:
+            m = self.models[0]
+            if self.cfg.render_width > m.vis.global_.offwidth or self.cfg.render_height > m.vis.global_.offheight:
+                raise ValueError(
+                    "render_width x render_height = {}x{} exceeds the asset's offscreen buffer {}x{}".format(
+                        self.cfg.render_width, self.cfg.render_height, m.vis.global_.offwidth, m.vis.global_.offheight
+                    )
+                )
+            self._renderer = mujoco.Renderer(m, self.cfg.render_height, self.cfg.render_width)
+        self._renderer.update_scene(self.datas[0], camera="front")
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- internals ------------------------------------------------------------------
+    def _step_world(self, i: int, target: np.ndarray) -> None:
+        d = self.datas[i]
+        d.ctrl[:] = target
+        mujoco.mj_step(self.models[i], d, self.substeps)
+        self._gather(i)
+
+    def _gather(self, i: int) -> None:
+        d = self.datas[i]
+        self._qpos[i] = d.qpos
+        self._qvel[i] = d.qvel
+        self._sens[i] = d.sensordata
+
+    def _state(self) -> SimState:
+        """Batch readings as torch tensors (sensor positions lag one physics substep, 5 ms)."""
+        qpos = torch.from_numpy(self._qpos).float()
+        qvel = torch.from_numpy(self._qvel).float()
+        sens = torch.from_numpy(self._sens).float()
+        q = qpos[:, self._hand_qadr]
+        palm = torch.from_numpy(self._palm_home).float() + q[:, :3]
+        b = self._box_qadr
+        return SimState(
+            q=q,
+            qd=qvel[:, self._hand_dadr],
+            palm_pos=palm,
+            touch=sens[:, self._touch_adr],
+            tip_pos=sens[:, self._tip_adr],
+            box_pos=qpos[:, b : b + 3],
+            box_quat=qpos[:, b + 3 : b + 7],
+        )
+
+    def _reset_envs(self, env_ids: torch.Tensor) -> None:
+        sample, q0 = self.core.sample_resets(env_ids)
+        half = sample.box_half.double().numpy()
+        mass = sample.box_mass.double().numpy()
+        inertia = box_inertia(sample.box_mass.double(), sample.box_half.double()).numpy()
+        xy = sample.box_xy.double().numpy()
+        quat = sample.box_quat.double().numpy()
+        q0n = q0.double().numpy()
+        top = self.core.info.table_top_z
+        g, bb = self._box_geom, self._box_body
+        for k, env in enumerate(env_ids.tolist()):
+            m, d = self.models[env], self.datas[env]
+            m.geom_size[g] = half[k]
+            m.geom_rbound[g] = float(np.linalg.norm(half[k]))
+            m.geom_aabb[g, 3:] = half[k]
+            m.body_mass[bb] = mass[k]
+            m.body_inertia[bb] = inertia[k]
+            mujoco.mj_resetData(m, d)
+            d.qpos[self._box_qadr : self._box_qadr + 3] = (xy[k, 0], xy[k, 1], top + half[k, 2] + 0.001)
+            d.qpos[self._box_qadr + 3 : self._box_qadr + 7] = quat[k]
+            d.qpos[self._hand_qadr] = q0n[k]
+            d.ctrl[:] = q0n[k]
+            mujoco.mj_forward(m, d)
+            self._gather(env)

@@ -1,0 +1,151 @@
+"""Simulator-independent episode bookkeeping for BlindGrasping.
+
+A backend reads its simulator into a :class:`SimState`, and this class turns it
+into observations, rewards, dones and the list of envs to reset. Both backends
+drive the same object, so the only per-simulator code left is moving tensors.
+"""
+
+from typing import Dict, NamedTuple, Tuple
+
+import torch
+
+from . import task_math
+from .asset import HAND_OPEN_POSE, NUM_BASE_JOINTS, AssetInfo
+from .config import BlindGraspingConfig
+
+
+class SimState(NamedTuple):
+    """Simulator readings, all float32 on the task device, leading dim N."""
+
+    q: torch.Tensor  # [N, J] hand joint positions
+    qd: torch.Tensor  # [N, J] hand joint velocities
+    palm_pos: torch.Tensor  # [N, 3] palm position in the world
+    touch: torch.Tensor  # [N, F] fingertip normal force (N)
+    tip_pos: torch.Tensor  # [N, F, 3] fingertip centres in the world
+    box_pos: torch.Tensor  # [N, 3] (reward only; never observed)
+    box_quat: torch.Tensor  # [N, 4] (w, x, y, z) (reward only; never observed)
+
+
+class StepResult(NamedTuple):
+    obs: torch.Tensor
+    reward: torch.Tensor
+    done: torch.Tensor
+    infos: Dict[str, object]
+    reset_ids: torch.Tensor
+
+
+class TaskCore:
+    """Buffers and per-step logic of one batch of BlindGrasping episodes."""
+
+    def __init__(self, cfg: BlindGraspingConfig, info: AssetInfo, num_envs: int, control_dt: float) -> None:
+        self.cfg = cfg
+        self.info = info
+        self.num_envs = num_envs
+        self.dt = control_dt
+        self.max_steps = max(1, int(round(cfg.episode_length_s / control_dt)))
+        dev = torch.device(cfg.device)
+        self.device = dev
+        j = len(info.joint_lower)
+        self.num_joints = j
+        self.lower = torch.tensor(info.joint_lower, dtype=torch.float32, device=dev)
+        self.upper = torch.tensor(info.joint_upper, dtype=torch.float32, device=dev)
+        scale = [cfg.base_action_scale] * NUM_BASE_JOINTS + [cfg.finger_action_scale] * (j - NUM_BASE_JOINTS)
+        self.action_scale = torch.tensor(scale, dtype=torch.float32, device=dev)
+        self.open_pose = torch.tensor(HAND_OPEN_POSE, dtype=torch.float32, device=dev)
+        self.palm_home = torch.tensor(info.palm_home, dtype=torch.float32, device=dev)
+        self.targets = self.open_pose.repeat(num_envs, 1)
+        self.prev_actions = torch.zeros(num_envs, j, device=dev)
+        self.progress = torch.zeros(num_envs, dtype=torch.long, device=dev)
+        self.hold_time = torch.zeros(num_envs, device=dev)
+        self.box_start_xy = torch.zeros(num_envs, 2, device=dev)
+        self.box_half = torch.tensor(info.box_half_size, device=dev).repeat(num_envs, 1)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.obs_dim = task_math.obs_dim(j)
+
+    def seed(self, seed: int) -> None:
+        """Restart the reset-randomisation stream; the physics itself is deterministic."""
+        self.generator.manual_seed(int(seed))
+
+    def apply_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Return the new joint targets [N, J] for the simulator's position drives."""
+        actions = actions.to(self.device, torch.float32)
+        self.targets = task_math.scale_actions(actions, self.targets, self.action_scale, self.lower, self.upper)
+        self.prev_actions = actions.clamp(-1.0, 1.0)
+        return self.targets
+
+    def sample_resets(self, env_ids: torch.Tensor) -> Tuple[task_math.ResetSample, torch.Tensor]:
+        """Draw randomisation for ``env_ids``, reset their buffers, and return (sample, initial q [n, J])."""
+        cfg = self.cfg
+        sample = task_math.sample_reset(
+            self.generator,
+            int(env_ids.numel()),
+            cfg.box_half_size_range,
+            cfg.box_mass_range,
+            cfg.box_xy_noise,
+            cfg.box_yaw_noise,
+            cfg.hand_xy_noise,
+            cfg.hand_z_noise,
+        )
+        sample = task_math.ResetSample(*(t.to(self.device) for t in sample))
+        q0 = self.open_pose.repeat(int(env_ids.numel()), 1)
+        q0[:, :NUM_BASE_JOINTS] += sample.hand_offset
+        q0 = torch.max(torch.min(q0, self.upper), self.lower)
+        self.targets[env_ids] = q0
+        self.prev_actions[env_ids] = 0.0
+        self.progress[env_ids] = 0
+        self.hold_time[env_ids] = 0.0
+        self.box_start_xy[env_ids] = sample.box_xy
+        self.box_half[env_ids] = sample.box_half
+        return sample, q0
+
+    def observe(self, s: SimState) -> torch.Tensor:
+        """Observation [N, obs_dim] from the current state (no box pose in it)."""
+        return task_math.compute_observations(
+            s.q,
+            s.qd,
+            self.targets,
+            s.palm_pos,
+            s.touch,
+            self.prev_actions,
+            self.progress.float() / self.max_steps,
+            self.lower,
+            self.upper,
+            self.palm_home,
+        )
+
+    def evaluate(self, s: SimState) -> StepResult:
+        """Reward, done flags and logging infos after one control step; advances episode clocks."""
+        cfg = self.cfg
+        self.progress += 1
+        contact = task_math.fingertip_box_contact(
+            s.tip_pos, s.touch, s.box_pos, s.box_quat, self.box_half, self.info.fingertip_radius
+        )
+        lift = s.box_pos[:, 2] - (self.info.table_top_z + self.box_half[:, 2])
+        n_contact = contact.sum(dim=-1)
+        lifted = (lift >= cfg.success_height) & (n_contact >= 1)
+        self.hold_time = task_math.update_hold_time(self.hold_time, lifted, self.dt)
+        success, failure, timeout = task_math.compute_terminations(
+            self.hold_time,
+            s.box_pos,
+            self.box_start_xy,
+            self.info.table_top_z,
+            self.progress,
+            self.max_steps,
+            cfg.success_hold_s,
+        )
+        reward, terms = task_math.compute_reward(
+            s.tip_pos, s.box_pos, contact, lift, success, failure, self.prev_actions, cfg.reward_weights, cfg.success_height
+        )
+        done = success | failure | timeout
+        infos: Dict[str, object] = {
+            "time_outs": timeout,
+            "successes": success,
+            # DefaultAlgoObserver logs infos['scores'] of finished envs as scores/mean = success rate.
+            "scores": success.float().cpu().numpy(),
+            "box_contacts": n_contact,
+            "lift": lift,
+            "episode": {"rew_" + k: v.mean() for k, v in terms.items()},
+        }
+        obs = self.observe(s)
+        reset_ids = done.nonzero(as_tuple=False).flatten()
+        return StepResult(obs, reward, done, infos, reset_ids)

@@ -1,0 +1,211 @@
+"""The CLI's configuration: preset files + ``key=value`` overrides, validated before anything runs.
+
+Why validate up front: a monitor is started next to a long training run; a typo must fail in a second
+with a message naming the key, not after the simulator booted. OmegaConf does the merging; this module
+adds the seed workflow's spellings (aliases), type and range checks, and "did you mean" suggestions.
+"""
+
+import difflib
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+from omegaconf import OmegaConf
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Seed-workflow spellings -> canonical dotted keys.
+ALIASES = {
+    "checkpoint": "train.checkpoint",
+    "testGamesNum": "train.testGamesNum",
+    "reloadInterval": "train.reloadInterval",
+    "maxEpochs": "train.maxEpochs",
+    "trainDir": "train.trainDir",
+    "test": "train.test",
+    "streamBindAll": "stream.bindAll",
+    "streamPort": "stream.port",
+    "streamHost": "stream.host",
+    "streamFps": "stream.fps",
+    "streamQuality": "stream.quality",
+    "streamToken": "stream.token",
+    "streamRealtime": "stream.realtime",
+}
+CHOICES = {
+    "sim": ("auto", "mujoco", "isaacgym"),
+    "train.swapAt": ("auto", "game", "step"),
+    "train.loadEnvState": ("always", "first", "never"),
+}
+# Keys whose default is null: their type when set.
+NULLABLE = {"numEnvs": int, "train.config": str, "train.maxEpochs": int, "stream.token": str}
+# (minimum, maximum) for numbers.
+RANGES = {
+    "numEnvs": (1, 1 << 20),
+    "train.reloadInterval": (0, 1e9),
+    "train.testGamesNum": (0, 1 << 62),
+    "train.maxEpochs": (1, 1 << 62),
+    "stream.port": (1, 65535),
+    "stream.fps": (0.1, 1000),
+    "stream.quality": (1, 100),
+    "stream.width": (16, 8192),
+    "stream.height": (16, 8192),
+    "record.episodes": (1, 1 << 20),
+    "record.fps": (0.1, 1000),
+}
+
+
+class ConfigError(ValueError):
+    """A one-line, user-facing configuration error (the CLI exits with code 2)."""
+
+
+def cfg_dirs() -> List[str]:
+    return [os.path.join(os.getcwd(), "cfg"), os.path.join(PACKAGE_ROOT, "cfg")]
+
+
+def find_cfg_file(rel: str) -> Optional[str]:
+    for d in cfg_dirs():
+        p = os.path.join(d, rel)
+        if os.path.isfile(p):
+            return p
+    return None
+
+
+def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        key = prefix + str(k)
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _read_yaml(path: str, what: str) -> Dict[str, Any]:
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError("%s: cannot read %s (%s)" % (what, path, e.strerror)) from e
+    except yaml.YAMLError as e:
+        raise ConfigError("%s: %s is not valid YAML (%s)" % (what, path, str(e).splitlines()[0])) from e
+    if not isinstance(data, dict):
+        raise ConfigError("%s: %s must hold a mapping of keys" % (what, path))
+    return data
+
+
+def base_defaults() -> Dict[str, Any]:
+    path = os.path.join(PACKAGE_ROOT, "cfg", "base.yaml")
+    return _read_yaml(path, "base config")
+
+
+def _suggest(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    if not close:
+        low = {k.lower(): k for k in known}
+        close = [low[key.lower()]] if key.lower() in low else []
+    return "; did you mean '%s'?" % close[0] if close else ""
+
+
+def canonical_key(key: str, defaults: Dict[str, Any]) -> str:
+    key = ALIASES.get(key, key)
+    if key not in defaults:
+        known = sorted(set(defaults) | set(ALIASES))
+        raise ConfigError(
+            "unknown key '%s'%s (see the config reference in README.md)" % (key, _suggest(key, known))
+        )
+    return key
+
+
+def check_value(key: str, value: Any, default: Any) -> Any:
+    """Coerce/validate one value against its default's type; return the value to use."""
+    want = NULLABLE.get(key, type(default))
+    if value is None:
+        if key in NULLABLE:
+            return None
+        raise ConfigError("%s: a value is required (e.g. %s=%s)" % (key, key, default))
+    if want is bool:
+        if not isinstance(value, bool):
+            raise ConfigError("%s=%s: allowed values are true, false" % (key, value))
+    elif want in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError("%s=%s: must be a number" % (key, value))
+        if want is int and float(value) != int(value):
+            raise ConfigError("%s=%s: must be a whole number" % (key, value))
+        value = want(value)
+        lo, hi = RANGES.get(key, (None, None))
+        if lo is not None and not (lo <= value <= hi):
+            raise ConfigError("%s=%s: allowed range is %s to %s" % (key, value, lo, hi))
+    elif want is str:
+        value = str(value)
+    if key in CHOICES and value not in CHOICES[key]:
+        raise ConfigError(
+            "%s=%s: allowed values are %s%s"
+            % (key, value, ", ".join(CHOICES[key]), _suggest(str(value), CHOICES[key]))
+        )
+    return value
+
+
+def _validate_mapping(data: Dict[str, Any], defaults: Dict[str, Any], where: str) -> List[str]:
+    dotlist = []
+    for key, value in _flatten(data).items():
+        try:
+            ckey = canonical_key(key, defaults)
+            dotlist.append((ckey, check_value(ckey, value, defaults[ckey])))
+        except ConfigError as e:
+            raise ConfigError("%s: %s" % (where, e)) from e
+    return dotlist  # type: ignore[return-value]
+
+
+def parse_overrides(args: Sequence[str]) -> Tuple[Optional[str], List[Tuple[str, Any]]]:
+    """Split ``key=value`` words; ``config=NAME`` selects a preset. Values are parsed as YAML."""
+    preset = None
+    pairs: List[Tuple[str, Any]] = []
+    for arg in args:
+        if "=" not in arg:
+            raise ConfigError("'%s': overrides are key=value (e.g. checkpoint=latest)" % arg)
+        key, raw = arg.split("=", 1)
+        key = key.strip().lstrip("+")
+        if key == "config":
+            preset = raw
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError:
+            value = raw
+        pairs.append((key, value))
+    return preset, pairs
+
+
+def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
+    """Merge base <- preset file <- overrides and return a plain nested dict."""
+    base = base_defaults()
+    defaults = _flatten(base)
+    preset_name, pairs = parse_overrides(args)
+    layers = [OmegaConf.create(base)]
+    if preset_name is not None:
+        path = find_cfg_file(preset_name if preset_name.endswith(".yaml") else preset_name + ".yaml")
+        if path is None:
+            names = sorted(
+                n[:-5] for d in cfg_dirs() if os.path.isdir(d) for n in os.listdir(d) if n.endswith(".yaml")
+            )
+            raise ConfigError(
+                "config=%s: no such preset; allowed: %s%s"
+                % (preset_name, ", ".join(sorted(set(names))), _suggest(preset_name, names))
+            )
+        cfg_path = cfg_path or path
+        if cfg_path != path:
+            raise ConfigError("config=%s: conflicts with --cfg %s; give one of them" % (preset_name, cfg_path))
+    if cfg_path is not None:
+        if not os.path.isfile(cfg_path):
+            raise ConfigError("--cfg %s: no such file" % cfg_path)
+        for key, value in _validate_mapping(_read_yaml(cfg_path, "--cfg"), defaults, cfg_path):
+            layers.append(OmegaConf.from_dotlist([]))
+            OmegaConf.update(layers[-1], key, value, force_add=True)
+    for key, value in pairs:
+        ckey = canonical_key(key, defaults)
+        layer = OmegaConf.create({})
+        OmegaConf.update(layer, ckey, check_value(ckey, value, defaults[ckey]), force_add=True)
+        layers.append(layer)
+    merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
+    assert isinstance(merged, dict)
+    return merged  # type: ignore[return-value]

@@ -1,0 +1,234 @@
+"""``python -m rlg_hotreload.run --cfg cfg/<preset>.yaml [key=value ...]``: train or watch, via rl-games' Runner.
+
+Why a thin CLI over the stock Runner: users keep their rl-games YAMLs; this only merges our presets and
+overrides into them (seed-workflow spellings included), registers tasks and the player, and runs.
+Every value is validated before the simulator starts; bad input exits with code 2 and a one-line error.
+"""
+
+import argparse
+import copy
+import datetime
+import logging
+import os
+import re
+import sys
+from typing import Any, Dict, List, Optional, Sequence
+
+from rlg_hotreload import config as cfglib
+from rlg_hotreload.config import ConfigError
+
+log = logging.getLogger("rlg_hotreload")
+
+
+def _register_task(task: str) -> None:
+    """Make ``task`` known to rl-games: our tasks first, then any gymnasium id."""
+    from rl_games.common import env_configurations
+
+    try:
+        import isaacgym_tasks
+    except ImportError:
+        isaacgym_tasks = None  # type: ignore[assignment]
+    if isaacgym_tasks is not None and hasattr(isaacgym_tasks, "register"):
+        isaacgym_tasks.register()
+    if task in env_configurations.configurations:
+        return
+    from rlg_hotreload import envs
+
+    if envs.is_gym_id(task):
+        envs.register_gym_task(task)
+        return
+    known = sorted(k for k in env_configurations.configurations if k[0].isupper())
+    hint = cfglib._suggest(task, known)  # noqa: SLF001
+    raise ConfigError(
+        "task=%s: unknown task%s; allowed: %s, or any gymnasium id (e.g. Pendulum-v1)"
+        % (task, hint, ", ".join(known) or "none registered")
+    )
+
+
+def _train_config_path(cfg: Dict[str, Any]) -> str:
+    explicit = cfg["train"]["config"]
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise ConfigError("train.config=%s: no such file" % explicit)
+        return explicit
+    task = cfg["task"]
+    names = [task + "PPO.yaml", re.sub(r"-v\d+$", "", task) + "PPO.yaml"]
+    for name in names:
+        path = cfglib.find_cfg_file(os.path.join("train", name))
+        if path:
+            return path
+    raise ConfigError(
+        "train.config: no rl-games config for task=%s (looked for cfg/train/%s); give train.config=PATH"
+        % (task, names[-1])
+    )
+
+
+def _check_checkpoint(spec: str, test: bool) -> None:
+    if test and not spec:
+        raise ConfigError("train.checkpoint: required for testing; allowed: a .pth file, an experiment folder, latest")
+    if not spec or spec == "latest":
+        return
+    if test:
+        parent = os.path.dirname(spec) or "."
+        if not (os.path.exists(spec) or (spec.endswith(".pth") and os.path.isdir(parent))):
+            raise ConfigError("train.checkpoint=%s: no such file or folder (or use checkpoint=latest)" % spec)
+    elif not os.path.isfile(spec):
+        raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
+
+
+def _safe_name(task: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", task)
+
+
+def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any]:
+    """The rl-games ``params`` for this run: the task's YAML with our keys applied."""
+    if "params" not in yaml_cfg or "config" not in yaml_cfg["params"]:
+        raise ConfigError("train.config: not an rl-games YAML (needs params.config)")
+    params = copy.deepcopy(yaml_cfg["params"])
+    conf = params["config"]
+    tr = cfg["train"]
+    test = tr["test"]
+    params["seed"] = cfg["seed"]
+    conf["env_name"] = cfg["task"]
+    conf.setdefault("name", _safe_name(cfg["task"]))
+    conf["name"] = _safe_name(cfg["task"])
+    conf["train_dir"] = tr["trainDir"]
+    if cfg["numEnvs"] is not None:
+        conf["num_actors"] = cfg["numEnvs"]
+    elif test:
+        conf["num_actors"] = 1
+    env_config = dict(conf.get("env_config") or {})
+    env_config["seed"] = cfg["seed"]
+    watching = cfg["stream"]["enabled"] or cfg["record"]["enabled"]
+    from rlg_hotreload import envs
+
+    if envs.is_gym_id(cfg["task"]):
+        env_config["render_mode"] = "rgb_array" if watching else (None if cfg["headless"] else "human")
+    else:
+        env_config["sim"] = cfg["sim"]
+        env_config.setdefault("render_width", cfg["stream"]["width"])
+        env_config.setdefault("render_height", cfg["stream"]["height"])
+        env_config.setdefault("headless", cfg["headless"])
+    conf["env_config"] = env_config
+    if tr["maxEpochs"] is not None:
+        conf["max_epochs"] = tr["maxEpochs"]
+    if test:
+        params["algo"]["player"] = "hot_reload"
+        player = dict(conf.get("player") or {})
+        player.update(
+            games_num=tr["testGamesNum"],
+            deterministic=tr["deterministic"],
+            render=not cfg["headless"],
+            reload_interval=tr["reloadInterval"],
+            swap_at=tr["swapAt"],
+            load_env_state=tr["loadEnvState"],
+            train_dir=tr["trainDir"],
+            print_stats=tr["printStats"],
+            use_vecenv=True,
+        )
+        conf["player"] = player
+    return params
+
+
+def _link_latest(train_dir: str, experiment: str) -> None:
+    """Point ``<train_dir>/latest_train`` at the new run, atomically (symlink + rename)."""
+    os.makedirs(os.path.join(train_dir, experiment), exist_ok=True)
+    link = os.path.join(train_dir, "latest_train")
+    tmp = link + ".%d.tmp" % os.getpid()
+    os.symlink(experiment, tmp)
+    os.replace(tmp, link)
+
+
+def _callbacks(cfg: Dict[str, Any]) -> List[Any]:
+    st, rec = cfg["stream"], cfg["record"]
+    if not (st["enabled"] or rec["enabled"]):
+        return []
+    try:
+        from rlg_hotreload.stream import FrameStreamer, Recorder
+    except ImportError as e:
+        raise ConfigError(
+            "stream.enabled/record.enabled: the streamer is not available (%s); "
+            "install with pip install 'rlg-hotreload[stream]'" % e
+        ) from e
+    out: List[Any] = []
+    if st["enabled"]:
+        host = "0.0.0.0" if st["bindAll"] else st["host"]
+        streamer = FrameStreamer(
+            host=host,
+            port=st["port"],
+            fps=st["fps"],
+            quality=st["quality"],
+            token=st["token"],
+            size=(st["width"], st["height"]),
+            realtime=st["realtime"],
+        )
+        out.append(streamer)
+    if rec["enabled"]:
+        out.append(Recorder(out_dir=rec["dir"], episodes=rec["episodes"], fps=rec["fps"]))
+    return out
+
+
+def run(cfg: Dict[str, Any]) -> int:
+    """Validate everything, then train or play. Returns the process exit code."""
+    tr = cfg["train"]
+    test = tr["test"]
+    _check_checkpoint(tr["checkpoint"], test)
+    if not cfg["headless"] and test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError("headless=false: no display (DISPLAY is not set); use config=test_stream to watch in a browser")
+    if cfg["headless"] or cfg["stream"]["enabled"] or cfg["record"]["enabled"]:
+        os.environ.setdefault("MUJOCO_GL", "egl")
+    yaml_path = _train_config_path(cfg)
+    yaml_cfg = cfglib._read_yaml(yaml_path, "train.config")  # noqa: SLF001
+    _register_task(cfg["task"])
+    params = build_params(cfg, yaml_cfg)
+    callbacks = _callbacks(cfg) if test else []
+
+    from rl_games.torch_runner import Runner
+
+    import rlg_hotreload
+
+    if not test:
+        name = params["config"]["name"] + datetime.datetime.now().strftime("_%d-%H-%M-%S")
+        params["config"]["full_experiment_name"] = name
+        _link_latest(tr["trainDir"], name)
+        log.info("Training %s -> %s", cfg["task"], os.path.join(tr["trainDir"], name, "nn"))
+    for cb in callbacks:
+        start = getattr(cb, "start", None)
+        if start is not None:
+            start()
+    try:
+        runner = Runner()
+        rlg_hotreload.register(runner, callbacks=callbacks)
+        runner.load({"params": params})
+        runner.run({"train": not test, "play": test, "checkpoint": tr["checkpoint"] or None})
+    except KeyboardInterrupt:
+        log.info("Interrupted.")
+    finally:
+        for cb in callbacks:
+            stop = getattr(cb, "stop", None)
+            if stop is not None:
+                stop()
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m rlg_hotreload.run",
+        description="Train with rl-games, or play the newest checkpoint forever with hot reload.",
+        epilog="Examples: --cfg cfg/train_headless.yaml task=Pendulum-v1 | "
+        "config=test_stream testGamesNum=0 checkpoint=latest",
+    )
+    parser.add_argument("--cfg", help="preset YAML (cfg/test.yaml, cfg/test_stream.yaml, ...)")
+    parser.add_argument("overrides", nargs="*", help="key=value (see README: config reference)")
+    ns = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[rlg_hotreload] %(message)s", stream=sys.stdout)
+    try:
+        cfg = cfglib.load(ns.cfg, ns.overrides)
+        return run(cfg)
+    except ConfigError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

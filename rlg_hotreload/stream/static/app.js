@@ -1,0 +1,104 @@
+// Live view page: MJPEG <img> plus /status polled once a second; the plot is inline SVG (no CDN).
+"use strict";
+(function () {
+  var qs = /[?&]token=/.test(location.search) ? location.search : "";
+  var $ = function (id) { return document.getElementById(id); };
+  var img = $("video");
+  var polls = 0;
+
+  function startStream() { img.src = "stream" + qs + (qs ? "&" : "?") + "t=" + Date.now(); }
+  img.addEventListener("error", function () { setTimeout(startStream, 2000); });  // server restarted
+  startStream();
+
+  function fmt(x, digits) {
+    if (x === null || x === undefined) return "–";
+    return typeof x === "number" ? x.toFixed(digits === undefined ? 2 : digits) : String(x);
+  }
+  function age(s) {
+    if (s === null || s === undefined) return "–";
+    if (s < 120) return s.toFixed(0) + " s";
+    if (s < 7200) return (s / 60).toFixed(1) + " min";
+    return (s / 3600).toFixed(1) + " h";
+  }
+  function set(id, text) { var el = $(id); if (el.textContent !== text) el.textContent = text; }
+
+  var SVGNS = "http://www.w3.org/2000/svg";
+  function el(name, attrs, text) {
+    var e = document.createElementNS(SVGNS, name);
+    for (var k in attrs) e.setAttribute(k, attrs[k]);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+
+  // Mean reward per checkpoint (load order); dashed verticals mark every reload.
+  function drawPlot(cps) {
+    var svg = $("plot"), W = 320, H = 180, L = 42, R = 8, T = 10, B = 22;
+    while (svg.firstChild) svg.removeChild(svg.firstChild);
+    var pts = cps.filter(function (c) { return c.mean_reward !== null; });
+    svg.setAttribute("data-points", String(pts.length));
+    svg.appendChild(el("line", { "class": "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
+    svg.appendChild(el("line", { "class": "axis", x1: L, y1: T, x2: L, y2: H - B }));
+    if (!cps.length) return;
+    var n = cps.length, i0 = cps[0].index, i1 = cps[n - 1].index;
+    var x = function (i) { return i1 === i0 ? (L + W - R) / 2 : L + (i - i0) * (W - R - L) / (i1 - i0); };
+    cps.forEach(function (c) {
+      svg.appendChild(el("line", { "class": "reload", x1: x(c.index), y1: T, x2: x(c.index), y2: H - B }));
+    });
+    svg.appendChild(el("text", { x: L, y: H - 6 }, "ep " + fmt(cps[0].epoch, 0)));
+    svg.appendChild(el("text", { x: W - R, y: H - 6, "text-anchor": "end" }, "ep " + fmt(cps[n - 1].epoch, 0)));
+    if (!pts.length) return;
+    var ys = pts.map(function (c) { return c.mean_reward; });
+    var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
+    if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+    var y = function (v) { return T + (hi - v) * (H - B - T) / (hi - lo); };
+    svg.appendChild(el("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, fmt(hi, 1)));
+    svg.appendChild(el("text", { x: L - 4, y: H - B, "text-anchor": "end" }, fmt(lo, 1)));
+    svg.appendChild(el("polyline", { "class": "line", points: pts.map(function (c) {
+      return x(c.index).toFixed(1) + "," + y(c.mean_reward).toFixed(1); }).join(" ") }));
+    pts.forEach(function (c) {
+      var dot = el("circle", { cx: x(c.index), cy: y(c.mean_reward), r: 3 });
+      dot.appendChild(el("title", {}, c.label + ": " + fmt(c.mean_reward) + " over " + c.episodes + " episode(s)"));
+      svg.appendChild(dot);
+    });
+  }
+
+  function drawEvents(cps) {
+    var ol = $("events"), recent = cps.slice(-20).reverse();
+    var html = recent.map(function (c) {
+      var t = new Date(c.loaded_at * 1000).toLocaleTimeString();
+      return "<li>" + t + " — " + c.label.replace(/[<&>]/g, "") + " · " + c.episodes + " ep · " + fmt(c.mean_reward) + "</li>";
+    }).join("");
+    if (ol.innerHTML !== html) ol.innerHTML = html;
+  }
+
+  function render(s) {
+    polls += 1;
+    document.body.setAttribute("data-polls", String(polls));
+    set("source", s.source || "");
+    var ck = s.checkpoint, cps = s.checkpoints || [];
+    var here = ck ? cps.filter(function (c) { return c.index === ck.index; })[0] : null;
+    set("ck-label", ck ? ck.label : "waiting for a checkpoint…");
+    set("ck-epoch", ck ? fmt(ck.epoch, 0) : "–");
+    set("ck-frame", ck ? fmt(ck.frame, 0) : "–");
+    set("ck-age", age(s.file_age_s));
+    set("ck-best", ck ? fmt(ck.best_reward) : "–");
+    set("reloads", fmt(s.reloads, 0));
+    set("ck-games", here ? String(here.episodes) : "–");
+    set("ck-mean", here ? fmt(here.mean_reward) : "–");
+    set("fps", fmt(s.source_fps, 1));
+    set("clients", String(s.clients));
+    set("seq", String(s.stream ? s.stream.seq : "–"));
+    $("nofeed").hidden = !!(s.stream && s.stream.seq > 0);
+    drawPlot(cps);
+    drawEvents(cps);
+  }
+
+  function poll() {
+    fetch("status" + qs, { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+      .then(function (s) { render(s); $("conn").textContent = "live"; $("conn").className = "badge ok"; })
+      .catch(function (e) { $("conn").textContent = "disconnected (" + e.message + ")"; $("conn").className = "badge bad"; })
+      .then(function () { setTimeout(poll, 1000); });
+  }
+  poll();
+})();
