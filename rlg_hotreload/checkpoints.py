@@ -95,7 +95,9 @@ class CheckpointSource:
             return os.path.dirname(self.spec) or "."
         link = os.path.join(self.train_dir, LATEST_LINK)
         if os.path.isdir(link):
-            return link
+            # name the run itself (not the link) so logs say which run is playing
+            target = os.readlink(link) if os.path.islink(link) else LATEST_LINK
+            return os.path.join(self.train_dir, target)
         best: Optional[FileVersion] = None
         best_dir = None
         try:

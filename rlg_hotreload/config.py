@@ -108,6 +108,8 @@ def _suggest(key: str, known: Sequence[str]) -> str:
 
 def canonical_key(key: str, defaults: Dict[str, Any]) -> str:
     key = ALIASES.get(key, key)
+    if key not in defaults and "train." + key in defaults:
+        key = "train." + key  # every train.* key may be given without its prefix
     if key not in defaults:
         known = sorted(set(defaults) | set(ALIASES))
         raise ConfigError(

@@ -27,7 +27,9 @@ from rlg_hotreload.callbacks import (
 class GymDriver:
     """Steps ``Pendulum-v1`` (rgb_array) and calls on_start/on_reload/on_step/on_episode_end/on_stop."""
 
-    def __init__(self, callbacks: List[PlayerCallback] = (), env_id: str = "Pendulum-v1", seed: int = 0) -> None:
+    def __init__(
+        self, callbacks: List[PlayerCallback] = (), env_id: str = "Pendulum-v1", seed: int = 0
+    ) -> None:
         self.env = gymnasium.make(env_id, render_mode="rgb_array")
         self.callbacks = CallbackList(callbacks)
         self.summary = Summary()
@@ -52,7 +54,9 @@ class GymDriver:
         return self.env.render()
 
     # -- driving -----------------------------------------------------------------------------------
-    def reload(self, epoch: int, path: str = "runs/test_driver/nn/pendulum.pth", reward: float = 0.0) -> CheckpointInfo:
+    def reload(
+        self, epoch: int, path: str = "runs/test_driver/nn/pendulum.pth", reward: float = 0.0
+    ) -> CheckpointInfo:
         """Pretend a new checkpoint was swapped in between two steps."""
         info = CheckpointInfo(
             index=len(self.summary.checkpoints),
@@ -81,7 +85,9 @@ class GymDriver:
 
     def step(self) -> None:
         th, thdot = float(self._obs[0]), float(self._obs[2])
-        action = np.array([np.clip(-self._gain * (np.arctan2(self._obs[1], th) + 0.1 * thdot), -2, 2)], np.float32)
+        action = np.array(
+            [np.clip(-self._gain * (np.arctan2(self._obs[1], th) + 0.1 * thdot), -2, 2)], np.float32
+        )
         self._obs, reward, term, trunc, _ = self.env.step(action)
         self.steps += 1
         self.summary.steps += 1
@@ -103,15 +109,30 @@ class GymDriver:
             self._ep_reward, self._ep_len = 0.0, 0
             self._ep_ckpt = self.current.index if self.current else None
 
-    def run(self, steps: Optional[int] = None, until: Optional[threading.Event] = None, max_s: float = 30.0) -> None:
-        """Step ``steps`` times, or until ``until``/``stop_event`` is set; never longer than max_s."""
+    def run(
+        self,
+        steps: Optional[int] = None,
+        max_s: float = 30.0,
+        reload_every: int = 0,
+        step_sleep: float = 0.0,
+    ) -> None:
+        """Step ``steps`` times or until ``stop_event``; never longer than max_s.
+
+        ``reload_every`` swaps in a new fake checkpoint every N steps (on this thread, as the real
+        player does); ``step_sleep`` slows the loop down like a slow simulator would.
+        """
         t_end = time.monotonic() + max_s
         n = 0
-        while (steps is None or n < steps) and time.monotonic() < t_end:
-            if self.stop_event.is_set() or (until is not None and until.is_set()):
-                break
+        while (steps is None or n < steps) and time.monotonic() < t_end and not self.stop_event.is_set():
             self.step()
             n += 1
+            if reload_every and self.steps % reload_every == 0:
+                self.reload(
+                    epoch=10 * (len(self.summary.checkpoints) + 1),
+                    reward=float(len(self.summary.checkpoints)),
+                )
+            if step_sleep:
+                time.sleep(step_sleep)
 
     def stop(self) -> None:
         self.callbacks.on_stop(self, self.summary)

@@ -13,9 +13,7 @@ import numpy as np
 
 log = logging.getLogger("rlg_hotreload")
 
-_cache: "weakref.WeakKeyDictionary[Any, Tuple[int, Optional[np.ndarray]]]" = (
-    weakref.WeakKeyDictionary()
-)
+_cache: "weakref.WeakKeyDictionary[Any, Tuple[int, Optional[np.ndarray]]]" = weakref.WeakKeyDictionary()
 
 
 def grab_frame_once(player: Any, step: int) -> Optional[np.ndarray]:

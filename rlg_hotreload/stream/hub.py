@@ -73,6 +73,17 @@ def to_rgb_uint8(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def fit_size(size: Tuple[int, int], box: Tuple[int, int]) -> Tuple[int, int]:
+    """Largest size within ``box`` with the aspect ratio of ``size``; never upscales.
+
+    Why not stretch to ``box``: a 500x500 classic-control frame forced to 640x480 looks wrong, and
+    upscaling only costs bandwidth.
+    """
+    w, h = size
+    scale = min(box[0] / w, box[1] / h, 1.0)
+    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+
+
 class FrameHub:
     """Mailbox → encoder thread → latest frame + condition variable; counts everything it does."""
 
@@ -152,8 +163,10 @@ class FrameHub:
     # -- encoder thread ----------------------------------------------------------------------
     def encode(self, frame: np.ndarray) -> Tuple[bytes, int, int]:
         img = Image.fromarray(to_rgb_uint8(frame))
-        if self.size is not None and img.size != tuple(self.size):
-            img = img.resize(tuple(self.size), Image.BILINEAR)
+        if self.size is not None:
+            fitted = fit_size(img.size, self.size)
+            if fitted != img.size:
+                img = img.resize(fitted, Image.BILINEAR)
         buf = io.BytesIO()
         img.save(buf, format="JPEG", quality=self.quality)
         return buf.getvalue(), img.size[0], img.size[1]

@@ -24,7 +24,7 @@ from PIL import Image
 
 from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
 from rlg_hotreload.stream.frames import grab_frame_once
-from rlg_hotreload.stream.hub import to_rgb_uint8
+from rlg_hotreload.stream.hub import fit_size, to_rgb_uint8
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -36,7 +36,12 @@ def _safe_name(label: str) -> str:
 
 
 class Recorder(PlayerCallback):
-    """Write ``<out_dir>/<checkpoint label>.mp4`` with the first ``episodes`` episodes per reload."""
+    """Write ``<out_dir>/<checkpoint label>.mp4`` with the first ``episodes`` episodes per reload.
+
+    ``size`` is a (width, height) box: frames are scaled down to fit, keeping their aspect ratio,
+    then cropped to even sizes (H.264 yuv420p needs them). ``fps`` caps the video frame rate; when
+    the player knows its ``control_dt`` every k-th step is recorded so playback runs at real time.
+    """
 
     def __init__(
         self,
@@ -53,7 +58,7 @@ class Recorder(PlayerCallback):
         self.out_dir = out_dir
         self.episodes = episodes
         self.fps = float(fps)
-        self.size = None if size is None else (int(size[0]) // 2 * 2, int(size[1]) // 2 * 2)
+        self.size = None if size is None else (int(size[0]), int(size[1]))  # a box: aspect is kept
         self._q: "queue.Queue[Tuple[str, Any]]" = queue.Queue(maxsize=queue_frames)
         self._thread: Optional[threading.Thread] = None
         self._target: Optional[CheckpointInfo] = None  # checkpoint being recorded, None = idle
@@ -127,17 +132,25 @@ class Recorder(PlayerCallback):
             self._thread = threading.Thread(target=self._work, name="rlg-recorder", daemon=True)
             self._thread.start()
         self._path, self._video_fps, self.frames_queued = path, fps, 0
-        if self._target is None:
-            return
-        self._q.put((_OPEN, (path, fps)), timeout=10.0)
+        if self._target is not None and not self._send(_OPEN, (path, fps)):
+            self._target = None
 
     def _finish(self, keep: bool, reason: str) -> None:
         if self._target is None:
             return
-        self._q.put((_CLOSE, (keep, reason)), timeout=10.0)
+        self._send(_CLOSE, (keep, reason))
         if not keep:
             return  # caller reopens for the same checkpoint
         self._target = None
+
+    def _send(self, kind: str, arg: Any) -> bool:
+        """Queue a command for the writer; a writer stuck for 10 s costs this recording, not the player."""
+        try:
+            self._q.put((kind, arg), timeout=10.0)
+            return True
+        except queue.Full:
+            log.error("Recorder: writer stuck for 10 s; giving up on %s", self._path)
+            return False
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop the writer thread after it has finalized everything queued (bounded wait)."""
@@ -150,16 +163,18 @@ class Recorder(PlayerCallback):
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("Recorder: writer did not finish within %.0f s; %s may be unfinished", timeout, self._path)
+            log.error(
+                "Recorder: writer did not finish within %.0f s; %s may be unfinished", timeout, self._path
+            )
         self._thread = None
 
     # -- writer thread -----------------------------------------------------------------------------
     def _prepare(self, frame: np.ndarray) -> np.ndarray:
         arr = to_rgb_uint8(frame)
         if self.size is not None:
-            if (arr.shape[1], arr.shape[0]) != self.size:
-                arr = np.asarray(Image.fromarray(arr).resize(self.size, Image.BILINEAR))
-            return arr
+            fitted = fit_size((arr.shape[1], arr.shape[0]), self.size)
+            if fitted != (arr.shape[1], arr.shape[0]):
+                arr = np.asarray(Image.fromarray(arr).resize(fitted, Image.BILINEAR))
         h, w = arr.shape[0] // 2 * 2, arr.shape[1] // 2 * 2  # yuv420p needs even sizes
         return arr[:h, :w]
 
@@ -206,8 +221,11 @@ class Recorder(PlayerCallback):
                             self.saved.append((path, count))
                             log.info("Recorded %s (%d frames at %.3g fps; %s)", path, count, fps, reason)
                         else:
-                            os.remove(path)
-                            log.info("Recorder: discarded %s (%s)", path, reason)
+                            try:
+                                os.remove(path)
+                                log.info("Recorder: discarded %s (%s)", path, reason)
+                            except OSError as e:
+                                log.warning("Recorder: cannot remove %s (%s): %s", path, reason, e)
                 path = None
                 if arg is None:
                     return

@@ -5,7 +5,6 @@ steps, and this object decides whether a frame is wanted (someone watches and th
 grabs it, and hands it to the encode-once hub. Network work happens on the server's own threads.
 """
 
-import errno
 import logging
 import math
 import socket
@@ -13,21 +12,18 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.frames import grab_frame_once
 from rlg_hotreload.stream.hub import FrameHub
+from rlg_hotreload.stream.net import StreamerError, bind_socket
 
 log = logging.getLogger("rlg_hotreload")
 
 #: Status keeps the newest this many checkpoints (a week-long run may reload thousands of times).
 MAX_CHECKPOINTS_IN_STATUS = 500
-
-
-class StreamerError(RuntimeError):
-    """The streaming server cannot start (bad setting, no free port); the message names the key."""
 
 
 class _Handler(WSGIRequestHandler):
@@ -62,44 +58,12 @@ def _info_dict(info: CheckpointInfo) -> Dict[str, Any]:
     }
 
 
-def bind_socket(host: str, port: int, tries: int) -> socket.socket:
-    """Bind+listen on the first free port of ``port .. port+tries-1``; the bound socket is kept.
-
-    Binding for real (instead of probing, closing, and binding again) leaves no window in which
-    another process can take the port.
-    """
-    family = select_address_family(host, port)
-    last_err: Optional[OSError] = None
-    for p in range(port, port + tries) if port else [0]:
-        if p > 65535:
-            break
-        try:
-            addrs = socket.getaddrinfo(host, p, family, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-        except socket.gaierror as e:
-            raise StreamerError("streamHost=%r cannot be resolved: %s" % (host, e)) from e
-        af, kind, proto, _, addr = addrs[0]
-        sock = socket.socket(af, kind, proto)
-        try:
-            # SO_REUSEADDR only skips TIME_WAIT leftovers on Linux; a live listener still blocks us.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(addr)
-            sock.listen(128)
-            return sock
-        except OSError as e:
-            sock.close()
-            if e.errno in (errno.EADDRINUSE, errno.EACCES):
-                log.info("Stream port %d on %s is not available (%s); trying the next", p, host, e.strerror)
-                last_err = e
-                continue
-            raise StreamerError("streamHost=%r: cannot listen on port %d: %s" % (host, p, e)) from e
-    raise StreamerError(
-        "streamPort=%d: no free port in %d..%d on %s (%s); set streamPort to a free port"
-        % (port, port, port + tries - 1, host, last_err.strerror if last_err else "out of range")
-    )
-
-
 class FrameStreamer(PlayerCallback):
-    """Serve ``/`` (page), ``/stream`` (MJPEG), ``/status`` (JSON) and ``/healthz`` for a player."""
+    """Serve ``/`` (page), ``/stream`` (MJPEG), ``/status`` (JSON) and ``/healthz`` for a player.
+
+    ``size`` is a (width, height) box: frames larger than it are scaled down to fit, keeping their
+    aspect ratio (never stretched, never upscaled). ``port=0`` picks any free port (tests).
+    """
 
     def __init__(
         self,
@@ -236,8 +200,12 @@ class FrameStreamer(PlayerCallback):
         if now < self._next_frame_t:
             return
         interval = 1.0 / self.fps
-        # Schedule-based cap keeps the average rate at fps; resync after a stall (no bursts).
-        self._next_frame_t = max(self._next_frame_t + interval, now - interval)
+        # Schedule-based cap keeps the average rate at exactly fps despite step granularity;
+        # after a stall (or at the start) it resyncs to now instead of bursting to catch up.
+        if now - self._next_frame_t > interval:
+            self._next_frame_t = now + interval
+        else:
+            self._next_frame_t += interval
         frame = grab_frame_once(player, step)
         if frame is not None:
             self.hub.submit(frame, time.time())

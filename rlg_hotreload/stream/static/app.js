@@ -51,8 +51,8 @@
     var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
     if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
     var y = function (v) { return T + (hi - v) * (H - B - T) / (hi - lo); };
-    svg.appendChild(el("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, fmt(hi, 1)));
-    svg.appendChild(el("text", { x: L - 4, y: H - B, "text-anchor": "end" }, fmt(lo, 1)));
+    svg.appendChild(el("text", { x: L - 4, y: T + 8, "text-anchor": "end" }, fmt(hi, Math.abs(hi) < 10 ? 2 : 0)));
+    svg.appendChild(el("text", { x: L - 4, y: H - B, "text-anchor": "end" }, fmt(lo, Math.abs(lo) < 10 ? 2 : 0)));
     svg.appendChild(el("polyline", { "class": "line", points: pts.map(function (c) {
       return x(c.index).toFixed(1) + "," + y(c.mean_reward).toFixed(1); }).join(" ") }));
     pts.forEach(function (c) {
@@ -66,7 +66,8 @@
     var ol = $("events"), recent = cps.slice(-20).reverse();
     var html = recent.map(function (c) {
       var t = new Date(c.loaded_at * 1000).toLocaleTimeString();
-      return "<li>" + t + " — " + c.label.replace(/[<&>]/g, "") + " · " + c.episodes + " ep · " + fmt(c.mean_reward) + "</li>";
+      return "<li>#" + c.index + " " + t + " — " + c.label.replace(/[<&>]/g, "") + " · " + c.episodes +
+        " ep · " + fmt(c.mean_reward, 1) + "</li>";
     }).join("");
     if (ol.innerHTML !== html) ol.innerHTML = html;
   }

@@ -1,0 +1,115 @@
+"""Test helpers: run the real CLI in a subprocess and wait on its log lines (events, not sleeps)."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import List, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("MUJOCO_GL", "egl")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+class Proc:
+    """A CLI subprocess whose merged stdout/stderr is collected line by line by a reader thread."""
+
+    def __init__(self, args: Sequence[str], cwd: str) -> None:
+        self.args = list(args)
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "rlg_hotreload.run", *args],
+            cwd=cwd,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        self.lines: List[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.p.stdout is not None
+        for line in self.p.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    def output(self) -> str:
+        with self._cond:
+            return "\n".join(self.lines)
+
+    def count(self, pattern: str) -> int:
+        rx = re.compile(pattern)
+        with self._cond:
+            return sum(1 for line in self.lines if rx.search(line))
+
+    def wait_for(self, pattern: str, timeout: float, count: int = 1, start: int = 0) -> re.Match:
+        """Block until the ``count``-th line (from line index ``start``) matching ``pattern`` appears."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                hits = [m for m in (rx.search(line) for line in self.lines[start:]) if m]
+                if len(hits) >= count:
+                    return hits[count - 1]
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.p.poll() is not None and not self._reader.is_alive()):
+                    tail = "\n".join(self.lines[-40:])
+                    raise AssertionError(
+                        "timed out waiting for %r x%d (exit=%s); output tail:\n%s"
+                        % (pattern, count, self.p.poll(), tail)
+                    )
+                self._cond.wait(min(left, 0.5))
+
+    def interrupt(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> float:
+        """Send ``sig``; return seconds until the process exited."""
+        t0 = time.monotonic()
+        self.p.send_signal(sig)
+        self.p.wait(timeout)
+        self._reader.join(5)
+        return time.monotonic() - t0
+
+    def wait(self, timeout: float) -> int:
+        rc = self.p.wait(timeout)
+        self._reader.join(5)
+        return rc
+
+    def kill(self) -> None:
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait(10)
+
+
+def run_cli(args: Sequence[str], cwd: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "rlg_hotreload.run", *args],
+        cwd=cwd,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def newest_line(lines: List[str], pattern: str) -> Optional[re.Match]:
+    rx = re.compile(pattern)
+    for line in reversed(lines):
+        m = rx.search(line)
+        if m:
+            return m
+    return None

@@ -1,0 +1,112 @@
+"""The live page in real headless Chromium: moving video, filled status fields, drawn reward plot.
+
+Set RLG_SCREENSHOT=docs/stream_screenshot.png to refresh the README screenshot from this test.
+"""
+
+import os
+import shutil
+import time
+from typing import Any, Callable
+
+import pytest
+from _gym_driver import GymDriver, run_in_thread
+
+from rlg_hotreload.stream import FrameStreamer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+
+pytestmark = pytest.mark.skipif(
+    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="chromium not installed"
+)
+
+# Draw the <img> (current MJPEG frame) into a canvas and return a cheap checksum of its pixels.
+SNAPSHOT_JS = """
+const img = document.getElementById('video');
+if (!img.naturalWidth) return null;
+const c = document.createElement('canvas');
+c.width = img.naturalWidth; c.height = img.naturalHeight;
+const ctx = c.getContext('2d');
+ctx.drawImage(img, 0, 0);
+const d = ctx.getImageData(0, 0, c.width, c.height).data;
+let h = 0;
+for (let i = 0; i < d.length; i += 7) { h = (h * 31 + d[i]) | 0; }
+return [c.width, c.height, h];
+"""
+
+
+def wait_for(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = fn()
+        if value:
+            return value
+        time.sleep(0.1)  # polling a browser: there is no event to wait on from here
+    raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,760",
+        "--user-data-dir=%s" % (tmp_path / "chrome"),
+    ):
+        opts.add_argument(arg)
+    drv = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    drv.set_page_load_timeout(30)
+    drv.set_script_timeout(10)
+    yield drv
+    drv.quit()
+
+
+def test_page_shows_moving_video_status_and_plot(browser):
+    s = FrameStreamer(port=0, token="tok3n", title="Pendulum-v1 live")
+    s.start()
+    d = GymDriver([s])
+    d.start(epoch=10)
+    # Reloads land on episode boundaries (every 2nd episode); the sleep keeps it to ~2 reloads/s.
+    t = run_in_thread(d, max_s=60.0, reload_every=400, step_sleep=0.001)
+    try:
+        browser.get(s.url + "?token=tok3n")
+        text = lambda i: browser.find_element("id", i).text  # noqa: E731
+
+        first = wait_for(lambda: browser.execute_script(SNAPSHOT_JS), what="first frame")
+        assert first[:2] == [500, 500]
+        wait_for(lambda: browser.execute_script(SNAPSHOT_JS)[2] != first[2], what="a different frame")
+        assert s.hub.clients >= 1
+
+        wait_for(lambda: text("reloads") not in ("", "–", "0"), what="a reload in the status")
+        assert text("ck-label").startswith("pendulum@ep")
+        assert int(text("ck-epoch")) >= 20
+        assert text("ck-age").endswith(" s")
+        assert text("conn") == "live"
+        wait_for(lambda: float(text("fps")) > 0, what="a source fps (needs two polls while watched)")
+        assert browser.find_elements("css selector", "#events li"), "reload events listed"
+
+        plot = browser.find_element("id", "plot")
+        wait_for(lambda: int(plot.get_attribute("data-points") or 0) >= 2, timeout=30, what="2 plot points")
+        assert browser.find_elements("css selector", "#plot polyline")
+        assert len(browser.find_elements("css selector", "#plot circle")) >= 2
+        assert browser.find_elements("css selector", "#plot line.reload")
+
+        shot = os.environ.get("RLG_SCREENSHOT")
+        png = browser.get_screenshot_as_png()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        if shot:
+            with open(shot, "wb") as f:
+                f.write(png)
+    finally:
+        d.stop_event.set()
+        t.join(10)
+        s.stop()
+        d.env.close()

@@ -1,0 +1,130 @@
+"""HotReloadPlayer in-process with a real Pendulum env and real checkpoints."""
+
+import os
+import shutil
+import threading
+
+from conftest import make_player
+from rl_games.algos_torch.players import PpoPlayerContinuous
+from rl_games.torch_runner import Runner
+
+import rlg_hotreload
+from rlg_hotreload import PlayerCallback
+from rlg_hotreload.player import HotReloadPlayer
+
+
+class StopAt(PlayerCallback):
+    """Stops the player after ``steps`` steps; optionally runs ``action`` once at step ``at``."""
+
+    def __init__(self, steps, at=None, action=None):
+        self.steps, self.at, self.action = steps, at, action
+        self.reloads = []
+
+    def on_reload(self, player, info):
+        self.reloads.append(info)
+
+    def on_step(self, player, step):
+        if step == self.at:
+            self.action(player)
+        if step >= self.steps:
+            player.request_stop()
+
+
+def _params(tmp_path, algo_player=None):
+    import yaml
+
+    from rlg_hotreload import envs
+
+    envs.register_gym_task("Pendulum-v1")
+    cfg = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "cfg", "train", "PendulumPPO.yaml")))
+    cfg["params"]["config"]["env_name"] = "Pendulum-v1"
+    cfg["params"]["config"]["player"] = {"use_vecenv": True}
+    if algo_player:
+        cfg["params"]["algo"]["player"] = algo_player
+    return cfg
+
+
+def test_register_selects_hot_reload_only_with_the_yaml_line(tmp_path):
+    for line, expected in ((None, PpoPlayerContinuous), ("hot_reload", HotReloadPlayer)):
+        runner = Runner()
+        rlg_hotreload.register(runner)
+        runner.load(_params(tmp_path, line))
+        player = runner.create_player()
+        assert type(player) is expected
+
+
+def test_games_num_plays_exactly_n_games_with_batched_envs(trained_run, tmp_path):
+    work, files = trained_run
+    player = make_player(tmp_path, numEnvs=4, testGamesNum=6, checkpoint=str(files[0]))
+    player.restore(str(files[0]))
+    summary = player.run()
+    assert summary.games == 6
+    assert summary.per_checkpoint[0].games == 6
+
+
+def test_unbounded_play_is_not_cut_at_27000_steps(trained_run, tmp_path):
+    work, files = trained_run
+    stop = StopAt(27200)
+    player = make_player(tmp_path, [stop], numEnvs=2, testGamesNum=0, reloadInterval=0)
+    player.restore(str(files[0]))
+    summary = player.run()
+    assert summary.steps == 27200
+    assert summary.games == 2 * (27200 // 200)
+
+
+def _new_version(folder, src, name):
+    def write(player):
+        import torch
+
+        ckpt = torch.load(src, weights_only=False)
+        ckpt["epoch"] = 99
+        torch.save(ckpt, os.path.join(folder, name + ".tmp"))
+        os.replace(os.path.join(folder, name + ".tmp"), os.path.join(folder, name))
+        assert player.watcher.wait(15), "watcher did not prepare the new checkpoint"
+
+    return write
+
+
+def test_swap_between_steps_marks_episodes_in_progress_as_mixed(trained_run, tmp_path):
+    work, files = trained_run
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    shutil.copy(files[0], nn / "a.pth")
+    cb = StopAt(400, at=50, action=_new_version(str(nn), files[0], "b.pth"))
+    player = make_player(tmp_path, [cb], numEnvs=2, swapAt="step", reloadInterval=0.1)
+    player.restore(str(tmp_path / "run"))
+    s = player.run()
+    assert [r.epoch for r in cb.reloads][-1] == 99 and s.reloads == 1
+    assert s.per_checkpoint[None].games == 2  # both first episodes spanned the swap
+    assert s.per_checkpoint[0].games == 0
+    assert s.per_checkpoint[1].games == 2
+
+
+def test_single_env_swaps_between_games(trained_run, tmp_path):
+    work, files = trained_run
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    shutil.copy(files[0], nn / "a.pth")
+    cb = StopAt(400, at=50, action=_new_version(str(nn), files[0], "b.pth"))
+    player = make_player(tmp_path, [cb], numEnvs=1, reloadInterval=0.1)
+    player.restore(str(tmp_path / "run"))
+    s = player.run()
+    assert s.reloads == 1
+    assert None not in s.per_checkpoint or s.per_checkpoint[None].games == 0
+    assert s.per_checkpoint[0].games == 1 and s.per_checkpoint[1].games == 1
+
+
+def test_player_waits_for_first_checkpoint(trained_run, tmp_path):
+    """Nothing there yet: the player waits (no crash) and starts when a checkpoint lands."""
+    work, files = trained_run
+    nn = tmp_path / "runs" / "exp" / "nn"
+    player = make_player(tmp_path / "runs", [StopAt(10)], checkpoint="latest", reloadInterval=0.2)
+    player.restore("latest")
+    assert player.current is None
+    t = threading.Thread(target=player.run)
+    t.start()
+    nn.mkdir(parents=True)
+    shutil.copy(files[0], nn / "x.pth")
+    t.join(30)
+    assert not t.is_alive()
+    assert player.current is not None and player.summary.steps == 10

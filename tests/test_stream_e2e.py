@@ -1,0 +1,77 @@
+"""End to end with the real CLI and HotReloadPlayer: stream + record a real checkpoint, reload, Ctrl+C."""
+
+import io
+import json
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+from ckpt_factory import variant_bytes
+from PIL import Image
+from procs import Proc
+from test_recorder import decoded_frames
+
+from rlg_hotreload.stream.client import MjpegClient
+
+
+def _free_port() -> int:
+    with socket.socket() as s:  # only a hint: if it is taken meanwhile, the streamer moves on and logs it
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url: str) -> dict:
+    with urllib.request.urlopen(url + "status", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_real_player_streams_records_reloads_and_stops_on_ctrl_c(trained_run, tmp_path):
+    _, files = trained_run
+    real = files[0]
+    nn = tmp_path / "exp" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(real, 1))
+    videos = tmp_path / "videos"
+    mon = Proc(["config=test_stream", "task=Pendulum-v1", "checkpoint=%s" % (tmp_path / "exp"),
+                "reloadInterval=0.3", "printStats=false", "streamPort=%d" % _free_port(),
+                "record.enabled=true", "record.dir=%s" % videos], str(tmp_path))  # fmt: skip
+    try:
+        url = mon.wait_for(r"Streaming at (http://127\.0\.0\.1:\d+/)", 90).group(1)
+        mon.wait_for(r"Loaded .*a\.pth \(epoch 1,", 90)
+        c = MjpegClient(url + "stream")
+        parts = [p for _, p in zip(range(5), c.parts())]
+        assert [p.seq for p in parts] == sorted({p.seq for p in parts})
+        for p in parts:
+            Image.open(io.BytesIO(p.jpeg)).load()
+        st = _status(url)
+        assert st["checkpoint"]["epoch"] == 1 and st["checkpoint"]["path"].endswith("a.pth")
+        assert st["clients"] == 1
+
+        (nn / "b.pth").write_bytes(variant_bytes(real, 2))
+        mon.wait_for(r"Reloaded .*b\.pth \(epoch 2,", 30)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the page polls the same way
+            next(c.parts())  # keep watching (frames wanted) while waiting
+            st = _status(url)
+            if (
+                st["reloads"] >= 1
+                and st["checkpoint"]["epoch"] == 2
+                and st["checkpoints"][0]["episodes"] >= 1
+            ):
+                break
+        assert st["reloads"] >= 1 and st["checkpoint"]["epoch"] == 2
+        assert st["checkpoints"][0]["episodes"] >= 1 and st["checkpoints"][0]["mean_reward"] is not None
+        c.close()
+        assert mon.interrupt(signal.SIGINT, timeout=30) < 30
+        assert mon.p.returncode == 0, mon.output()[-3000:]
+    finally:
+        mon.kill()
+    out = mon.output()
+    assert "Stream server at %s stopped" % url in out
+    mp4s = sorted(videos.glob("*.mp4"))
+    assert mp4s, out[-3000:]
+    for mp4 in mp4s:  # finished episodes and the one cut by Ctrl+C all decode
+        assert decoded_frames(str(mp4))[0] >= 1
+    assert any(os.path.basename(str(p)).startswith("a@ep1") for p in mp4s)
