@@ -103,10 +103,24 @@ def is_gym_id(task: str) -> bool:
     return task in gym.registry
 
 
+def has_box_actions(task: str) -> bool:
+    """HotReloadPlayer is rl-games' continuous player: the task must have Box actions."""
+    env = gym.make(task)
+    try:
+        return isinstance(env.action_space, gym.spaces.Box)
+    finally:
+        env.close()
+
+
 def register_gym_task(task: str) -> None:
-    """Register gymnasium id ``task`` as an rl-games env of the same name (idempotent)."""
+    """Register gymnasium id ``task`` as an rl-games env of the same name (idempotent).
+
+    rl-games pre-registers a few gym ids (CartPole-v1, ...) on its ray vecenv; those entries are
+    replaced by the in-process one, since ray is not a dependency.
+    """
     register_vecenv()
-    if task not in env_configurations.configurations:
+    existing = env_configurations.configurations.get(task)
+    if existing is None or existing.get("vecenv_type") == "RAY":  # rl-games' own gym entries need ray
         env_configurations.register(
             task,
             {

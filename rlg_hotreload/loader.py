@@ -39,7 +39,7 @@ def _numpy_allowlist() -> List[Any]:
     moved ``numpy.core`` to ``numpy._core`` and pickles dtypes as ``numpy.dtypes.*DType``.
     """
     allowed: List[Any] = [np.dtype, np.ndarray]
-    core = getattr(np, "_core", None) or getattr(np, "core")
+    core = getattr(np, "_core", None) or np.core
     allowed.append(core.multiarray.scalar)
     allowed.append(core.multiarray._reconstruct)
     dtypes = getattr(np, "dtypes", None)

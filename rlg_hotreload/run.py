@@ -30,12 +30,16 @@ def _register_task(task: str) -> None:
         isaacgym_tasks = None  # type: ignore[assignment]
     if isaacgym_tasks is not None and hasattr(isaacgym_tasks, "register"):
         isaacgym_tasks.register()
-    if task in env_configurations.configurations:
-        return
     from rlg_hotreload import envs
 
+    if task in env_configurations.configurations and not envs.is_gym_id(task):
+        return
     if envs.is_gym_id(task):
         envs.register_gym_task(task)
+        if not envs.has_box_actions(task):
+            raise ConfigError(
+                "task=%s: has discrete actions; allowed: tasks with continuous (Box) actions" % task
+            )
         return
     known = sorted(k for k in env_configurations.configurations if k[0].isupper())
     hint = cfglib._suggest(task, known)  # noqa: SLF001
@@ -55,6 +59,12 @@ def _train_config_path(cfg: Dict[str, Any]) -> str:
     names = [task + "PPO.yaml", re.sub(r"-v\d+$", "", task) + "PPO.yaml"]
     for name in names:
         path = cfglib.find_cfg_file(os.path.join("train", name))
+        if path:
+            return path
+    from rlg_hotreload import envs
+
+    if envs.is_gym_id(task):
+        path = cfglib.find_cfg_file(os.path.join("train", "GymPPO.yaml"))
         if path:
             return path
     raise ConfigError(
@@ -177,9 +187,9 @@ def run(cfg: Dict[str, Any]) -> int:
         raise ConfigError("headless=false: no display (DISPLAY is not set); use config=test_stream to watch in a browser")
     if cfg["headless"] or cfg["stream"]["enabled"] or cfg["record"]["enabled"]:
         os.environ.setdefault("MUJOCO_GL", "egl")
+    _register_task(cfg["task"])
     yaml_path = _train_config_path(cfg)
     yaml_cfg = cfglib._read_yaml(yaml_path, "train.config")  # noqa: SLF001
-    _register_task(cfg["task"])
     params = build_params(cfg, yaml_cfg)
     callbacks = _callbacks(cfg) if test else []
 
