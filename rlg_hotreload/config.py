@@ -196,7 +196,9 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
             )
         cfg_path = cfg_path or path
         if cfg_path != path:
-            raise ConfigError("config=%s: conflicts with --cfg %s; give one of them" % (preset_name, cfg_path))
+            raise ConfigError(
+                "config=%s: conflicts with --cfg %s; give one of them" % (preset_name, cfg_path)
+            )
     if cfg_path is not None:
         if not os.path.isfile(cfg_path):
             raise ConfigError("--cfg %s: no such file" % cfg_path)

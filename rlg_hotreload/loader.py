@@ -53,7 +53,7 @@ def _numpy_allowlist() -> List[Any]:
 ALLOWLIST = _numpy_allowlist()
 
 
-def load_weights_only(data: bytes) -> Dict[str, Any]:
+def load_weights_only(data: bytes, need_model: bool = True) -> Any:
     """``torch.load(weights_only=True)`` with the explicit numpy allowlist, on CPU."""
     buf = io.BytesIO(data)
     serialization = torch.serialization
@@ -66,7 +66,7 @@ def load_weights_only(data: bytes) -> Dict[str, Any]:
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError("cannot load (%s: %s)" % (type(e).__name__, msg[:200])) from e
-    if not isinstance(obj, dict) or "model" not in obj:
+    if need_model and (not isinstance(obj, dict) or "model" not in obj):
         raise CheckpointError("not an rl-games checkpoint (no 'model' entry)")
     return obj
 
@@ -92,16 +92,14 @@ def check_compatible(state: Dict[str, Any], reference: Dict[str, torch.Tensor]) 
     extra = sorted(set(state) - set(reference))
     if missing or extra:
         raise CheckpointError(
-            "network does not match: missing %s, unexpected %s"
-            % (missing[:3] or "none", extra[:3] or "none")
+            "network does not match: missing %s, unexpected %s" % (missing[:3] or "none", extra[:3] or "none")
         )
     for k, ref in reference.items():
         v = state[k]
         if not isinstance(v, torch.Tensor) or tuple(v.shape) != tuple(ref.shape):
             shape = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
             raise CheckpointError(
-                "network does not match: %s has shape %s, the player's has %s"
-                % (k, shape, tuple(ref.shape))
+                "network does not match: %s has shape %s, the player's has %s" % (k, shape, tuple(ref.shape))
             )
 
 
@@ -141,7 +139,7 @@ def load_checkpoint_file(
     ckpt = load_weights_only(data)
     state = model_state(ckpt)
     check_compatible(state, reference)
-    state = {k: v.to(device=reference[k].device, dtype=reference[k].dtype) for k, v in state.items()}
+    state = {k: v.to(device=device, dtype=reference[k].dtype) for k, v in state.items()}
     best = _scalar(ckpt.get("last_mean_rewards"), float)
     return LoadedCheckpoint(
         version=version,
@@ -170,9 +168,12 @@ class CheckpointWatcher:
         interval: float = 30.0,
         settle: float = 0.1,
         wait_log_every: float = 30.0,
+        isolate: bool = False,
     ) -> None:
         self.source = source
         self.reference = {k: v.detach() for k, v in reference.items()}
+        self.isolate = isolate  # load in a child process (see loadproc.py) once the player runs
+        self._process_loader: Optional[Any] = None
         self.interval = interval
         self.settle = settle
         self.wait_log_every = wait_log_every
@@ -210,14 +211,36 @@ class CheckpointWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._process_loader is not None:
+            self._process_loader.close(timeout)
+
+    def _load(self, version: FileVersion) -> LoadedCheckpoint:
+        """In the child process when isolating and the thread runs; in-line otherwise."""
+        if self.isolate and threading.current_thread() is self._thread:
+            return self._loader_process().load(version)
+        return load_checkpoint_file(version, self.reference, self._device())
 
     def _loop(self) -> None:
+        if self.isolate and self.current is not None and self.interval > 0:
+            try:
+                self._loader_process()._ensure()  # start the child now, not at the first reload
+            except CheckpointError as e:
+                log.warning("Loader process: %s; will retry at the next load", e)
         while not self._stop.is_set():
             accepted = self.poll()
             if accepted and self.interval <= 0:
                 return
-            period = self.interval if self.interval > 0 and self.current is not None else 1.0
-            self._stop.wait(period)
+            waiting = self.current is None
+            self._stop.wait(
+                min(self.interval, 1.0) if waiting and self.interval > 0 else self.interval or 1.0
+            )
+
+    def _loader_process(self) -> Any:
+        if self._process_loader is None:
+            from rlg_hotreload.loadproc import ProcessLoader
+
+            self._process_loader = ProcessLoader(self.reference)
+        return self._process_loader
 
     def poll(self) -> bool:
         """One check: returns True if a new checkpoint was prepared for the player."""
@@ -239,7 +262,7 @@ class CheckpointWatcher:
             if stat_version(version.path) != version:
                 return False  # still being written: look again at the next check
             try:
-                loaded = load_checkpoint_file(version, self.reference, self._device())
+                loaded = self._load(version)
             except CheckpointError as e:
                 if stat_version(version.path) == version:
                     self.rejected.add(version)

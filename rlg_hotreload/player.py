@@ -71,6 +71,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.swap_at = _choice(pc, "swap_at", SWAP_AT, "auto")
         self.load_env_state = _choice(pc, "load_env_state", ENV_STATE, "always")
         self.train_dir = str(pc.get("train_dir", "runs"))
+        self.isolate_loads = _choice(pc, "loader", ("process", "thread"), "process") == "process"
         games = int(pc.get("games_num", 0))
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
@@ -99,7 +100,9 @@ class HotReloadPlayer(PpoPlayerContinuous):
         if self.watcher is None or self.watcher.source.spec != spec:
             source = CheckpointSource(spec, self.train_dir)
             self.source = source.describe()
-            self.watcher = CheckpointWatcher(source, self.model.state_dict(), self.reload_interval)
+            self.watcher = CheckpointWatcher(
+                source, self.model.state_dict(), self.reload_interval, isolate=self.isolate_loads
+            )
         return self.watcher
 
     def request_stop(self) -> None:
@@ -233,7 +236,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
             summary.steps = step_no
             if self.render_env:
                 self.env.render()
-            if cbs:
+            if cbs.callbacks:
                 cbs.on_step(self, step_no)
             done_indices = done.nonzero(as_tuple=False)[:: self.num_agents]
             if len(done_indices) == 0:
@@ -246,7 +249,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 if n_games and summary.games >= n_games:
                     break  # several envs finished at once: count exactly games_num games
                 self._record(idx, float(cr[idx]), int(steps[idx]), int(owner[idx]))
-            done_mask = done.bool().flatten()[: batch_size]
+            done_mask = done.bool().flatten()[:batch_size]
             cr[done_mask] = 0.0
             steps[done_mask] = 0.0
             owner[done_mask] = self.current.index  # type: ignore[union-attr]

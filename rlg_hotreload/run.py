@@ -75,7 +75,9 @@ def _train_config_path(cfg: Dict[str, Any]) -> str:
 
 def _check_checkpoint(spec: str, test: bool) -> None:
     if test and not spec:
-        raise ConfigError("train.checkpoint: required for testing; allowed: a .pth file, an experiment folder, latest")
+        raise ConfigError(
+            "train.checkpoint: required for testing; allowed: a .pth file, an experiment folder, latest"
+        )
     if not spec or spec == "latest":
         return
     if test:
@@ -184,7 +186,9 @@ def run(cfg: Dict[str, Any]) -> int:
     test = tr["test"]
     _check_checkpoint(tr["checkpoint"], test)
     if not cfg["headless"] and test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        raise ConfigError("headless=false: no display (DISPLAY is not set); use config=test_stream to watch in a browser")
+        raise ConfigError(
+            "headless=false: no display (DISPLAY is not set); use config=test_stream to watch in a browser"
+        )
     if cfg["headless"] or cfg["stream"]["enabled"] or cfg["record"]["enabled"]:
         os.environ.setdefault("MUJOCO_GL", "egl")
     _register_task(cfg["task"])

@@ -13,13 +13,25 @@ BAD = [
     (["numEnvs=two"], r"numEnvs=two: must be a number"),
     (["sim=mjc"], r"sim=mjc: allowed values are auto, mujoco, isaacgym; did you mean 'mujoco'\?"),
     (["train.test=maybe"], r"train.test=maybe: allowed values are true, false"),
-    (["config=test_vewer"], r"config=test_vewer: no such preset; allowed: .*test_viewer.*did you mean 'test_viewer'\?"),
+    (
+        ["config=test_vewer"],
+        r"config=test_vewer: no such preset; allowed: .*test_viewer.*did you mean 'test_viewer'\?",
+    ),
     (["train.swapAt=sometimes"], r"train.swapAt=sometimes: allowed values are auto, game, step"),
     (["--cfg", "nope.yaml"], r"--cfg nope.yaml: no such file"),
-    (["config=test", "task=Pendulum-v1", "checkpoint=missing/run"], r"train.checkpoint=missing/run: no such file or folder"),
+    (
+        ["config=test", "task=Pendulum-v1", "checkpoint=missing/run"],
+        r"train.checkpoint=missing/run: no such file or folder",
+    ),
     (["config=test", "task=NoSuchTask-v9"], r"task=NoSuchTask-v9: unknown task"),
-    (["config=train_headless", "task=Pendulum-v1", "train.config=nope.yaml"], r"train.config=nope.yaml: no such file"),
-    (["config=test", "task=Pendulum-v1", "checkpoint=latest", "headless=false"], r"headless=false: no display"),
+    (
+        ["config=train_headless", "task=Pendulum-v1", "train.config=nope.yaml"],
+        r"train.config=nope.yaml: no such file",
+    ),
+    (
+        ["config=test", "task=Pendulum-v1", "checkpoint=latest", "headless=false"],
+        r"headless=false: no display",
+    ),
     (["streamPort=70000"], r"stream.port=70000: allowed range is 1 to 65535"),
     (["checkpoint"], r"'checkpoint': overrides are key=value"),
 ]

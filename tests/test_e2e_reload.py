@@ -21,7 +21,11 @@ def test_monitor_follows_a_live_training_run_and_stops_cleanly_on_ctrl_c(tmp_pat
         train = Proc(["--cfg", os.path.join(PRESETS, "train_headless.yaml"), "task=Pendulum-v1",
                       "maxEpochs=40"], str(tmp_path))  # fmt: skip
         monitor.wait_for(r"Loaded .*Pendulum-v1_\d\d-\d\d-\d\d-\d\d/nn/.*\.pth \(epoch \d+", 120)
-        monitor.wait_for(r"Reloaded .*\(epoch \d+, frame \d+, best reward -?[\d.]+, file age [\d.]+ s, load \d+ ms\)", 120, count=3)
+        monitor.wait_for(
+            r"Reloaded .*\(epoch \d+, frame \d+, best reward -?[\d.]+, file age [\d.]+ s, load \d+ ms\)",
+            120,
+            count=3,
+        )
         assert train.wait(300) == 0, train.output()[-3000:]
         # the final checkpoint of the run (epoch 40) is the one playing at the end
         monitor.wait_for(r"Reloaded .*\(epoch 40,", 60)
@@ -34,7 +38,9 @@ def test_monitor_follows_a_live_training_run_and_stops_cleanly_on_ctrl_c(tmp_pat
         assert "Stopping (SIGINT)" in out
         summary = monitor.wait_for(r"Summary: (\d+) games, mean reward (-?[\d.]+|nan), mean length", 1)
         assert int(summary.group(1)) > 0
-        assert monitor.count(r"^\[rlg_hotreload\]\s+last_Pendulum|^\[rlg_hotreload\]\s+Pendulum") >= 2  # per-checkpoint rows
+        assert (
+            monitor.count(r"^\[rlg_hotreload\]\s+last_Pendulum|^\[rlg_hotreload\]\s+Pendulum") >= 2
+        )  # per-checkpoint rows
     finally:
         monitor.kill()
         if train is not None:

@@ -36,7 +36,9 @@ def _params(tmp_path, algo_player=None):
     from rlg_hotreload import envs
 
     envs.register_gym_task("Pendulum-v1")
-    cfg = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "cfg", "train", "PendulumPPO.yaml")))
+    cfg = yaml.safe_load(
+        open(os.path.join(os.path.dirname(__file__), "..", "cfg", "train", "PendulumPPO.yaml"))
+    )
     cfg["params"]["config"]["env_name"] = "Pendulum-v1"
     cfg["params"]["config"]["player"] = {"use_vecenv": True}
     if algo_player:

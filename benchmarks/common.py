@@ -1,0 +1,93 @@
+"""Shared bits of the benchmark scripts: build real players, write result JSON with machine info."""
+
+import datetime
+import json
+import os
+import platform
+import sys
+from typing import Any, Dict, Optional, Sequence
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(REPO, "benchmarks", "results")
+sys.path.insert(0, REPO)
+
+
+def machine() -> Dict[str, Any]:
+    import torch
+
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "host": platform.node(),
+    }
+
+
+def write_result(name: str, data: Dict[str, Any], command: str) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, name + ".json")
+    payload = {"machine": machine(), "command": command, **data}
+    with open(path, "w") as f:
+        json.dump(payload, f, indent=2)
+    return path
+
+
+def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+    cells = [list(map(str, header))] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for j, r in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def build_player(
+    checkpoint_dir: str,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[Any] = (),
+    hot_reload: bool = True,
+    network_units: Optional[Sequence[int]] = None,
+) -> Any:
+    """A real player for Pendulum-v1 through a stock rl-games Runner (HotReloadPlayer or stock)."""
+    from rl_games.torch_runner import Runner
+
+    import rlg_hotreload
+    from rlg_hotreload import config, run
+
+    cfg = config.load(
+        os.path.join(REPO, "cfg", "test.yaml"),
+        ["task=Pendulum-v1", "trainDir=%s" % checkpoint_dir, "printStats=false", *overrides],
+    )
+    run._register_task(cfg["task"])
+    yaml_cfg = config._read_yaml(run._train_config_path(cfg), "train.config")
+    if network_units is not None:
+        yaml_cfg["params"]["network"]["mlp"]["units"] = list(network_units)
+        yaml_cfg["params"]["network"]["separate"] = False
+    params = run.build_params(cfg, yaml_cfg)
+    if not hot_reload:
+        del params["algo"]["player"]
+    runner = Runner()
+    rlg_hotreload.register(runner, callbacks=callbacks)
+    runner.load({"params": params})
+    return runner.create_player()
+
+
+def fake_training_checkpoint(model: Any, epoch: int) -> Dict[str, Any]:
+    """A checkpoint dict shaped exactly like rl-games' (model, epoch, frame, optimizer, best reward)."""
+    import numpy as np
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    return {
+        "model": model.state_dict(),
+        "epoch": epoch,
+        "frame": epoch * 1000,
+        "optimizer": opt.state_dict(),
+        "last_mean_rewards": np.float32(-100.0 + epoch),
+        "env_state": None,
+    }

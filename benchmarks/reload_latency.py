@@ -1,0 +1,210 @@
+"""Reload benchmark for HotReloadPlayer (one run, prints a table, writes benchmarks/results/reload_latency.json).
+
+1. Latency from "checkpoint complete on disk" (atomic rename done) to "first action from the new
+   weights", at reloadInterval 0.5, for swapAt=step and for swapAt=game (1 env). Target p95 <= 0.7 s.
+2. Step times while a ~50 MB checkpoint loads in the background vs the median step. Target <= 2x.
+3. HotReloadPlayer vs stock PpoPlayerContinuous steps/s on the same env and weights, steady state
+   (the loader child process, started once per session, is up before timing). Target >= 0.99x.
+
+Usage: python benchmarks/reload_latency.py [--reloads 30] [--quick]
+"""
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import threading
+import time
+
+import torch
+from common import build_player, fake_training_checkpoint, print_table, write_result
+
+from rlg_hotreload import PlayerCallback
+from rlg_hotreload.loadproc import ProcessLoader
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
+
+
+def save_atomic(obj, path):
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path) + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Probe(PlayerCallback):
+    """Timestamps: each step, and the first step after each reload (keyed by epoch)."""
+
+    def __init__(self, stop_after=None):
+        self.step_times = []
+        self.first_action = {}
+        self._pending_epoch = None
+        self.stop_after = stop_after
+
+    def on_reload(self, player, info):
+        self._pending_epoch = info.epoch
+
+    def on_step(self, player, step):
+        now = time.perf_counter()
+        self.step_times.append(now)
+        if self._pending_epoch is not None:
+            # on_step runs right after the step whose action came from the new weights
+            self.first_action[self._pending_epoch] = now
+            self._pending_epoch = None
+        if self.stop_after is not None and self.stop_after():
+            player.request_stop()
+
+
+def latency(reloads, swap_at, num_envs):
+    d = tempfile.mkdtemp(prefix="rlg_lat_")
+    nn = os.path.join(d, "run", "nn")
+    os.makedirs(nn)
+    done = threading.Event()
+    probe = Probe(stop_after=done.is_set)
+    player = build_player(d, ["reloadInterval=0.5", "swapAt=%s" % swap_at, "numEnvs=%d" % num_envs], [probe])
+    save_atomic(fake_training_checkpoint(player.model, 0), os.path.join(nn, "Pendulum.pth"))
+    player.restore(os.path.join(d, "run"))
+    complete = {}
+
+    def writer():
+        rng = random.Random(0)
+        for epoch in range(1, reloads + 1):
+            time.sleep(rng.uniform(0.9, 1.6))  # the training run's pace; random phase vs the poll timer
+            ckpt = fake_training_checkpoint(player.model, epoch)
+            save_atomic(ckpt, os.path.join(nn, "Pendulum.pth"))
+            complete[epoch] = time.perf_counter()
+        time.sleep(2.0)
+        done.set()
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    player.run()
+    t.join()
+    lat = [probe.first_action[e] - complete[e] for e in complete if e in probe.first_action]
+    return lat, len(complete)
+
+
+def load_stall(size_units):
+    d = tempfile.mkdtemp(prefix="rlg_big_")
+    nn = os.path.join(d, "run", "nn")
+    os.makedirs(nn)
+    spans = []
+    orig = ProcessLoader.load
+
+    def timed(*a, **k):  # the watcher thread's request -> reply span = the load, seen from the player
+        t0 = time.perf_counter()
+        try:
+            return orig(*a, **k)
+        finally:
+            spans.append((t0, time.perf_counter()))
+
+    ProcessLoader.load = timed
+    done = threading.Event()
+    probe = Probe(stop_after=done.is_set)
+    player = build_player(
+        d, ["reloadInterval=0.5", "swapAt=step", "numEnvs=1"], [probe], network_units=size_units
+    )
+    path = os.path.join(nn, "Big.pth")
+    save_atomic(fake_training_checkpoint(player.model, 0), path)
+    size_mb = os.path.getsize(path) / 1e6
+    player.restore(os.path.join(d, "run"))
+    spans.clear()
+
+    def writer():
+        for epoch in range(1, 4):
+            time.sleep(1.5)
+            save_atomic(fake_training_checkpoint(player.model, epoch), path)
+        time.sleep(1.5)
+        done.set()
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    player.run()
+    t.join()
+    ProcessLoader.load = orig
+    ts = probe.step_times
+    durs = [(ts[i - 1], ts[i] - ts[i - 1]) for i in range(1, len(ts))]
+    median = statistics.median(x for _, x in durs)
+    during = [x for t0, x in durs if any(a <= t0 <= b for a, b in spans)]
+    swap_steps = [probe.first_action[e] for e in probe.first_action]
+    swap_durs = [x for t0, x in durs if any(abs(t0 + x - s) < 1e-9 for s in swap_steps)]
+    return {
+        "checkpoint_mb": round(size_mb, 1),
+        "median_step_ms": median * 1e3,
+        "max_step_during_load_ms": max(during) * 1e3 if during else float("nan"),
+        "steps_during_load": len(during),
+        "max_swap_step_ms": max(swap_durs) * 1e3 if swap_durs else float("nan"),
+        "load_ms": [round((b - a) * 1e3, 1) for a, b in spans],
+    }
+
+
+def throughput(rounds, games):
+    d = tempfile.mkdtemp(prefix="rlg_tp_")
+    nn = os.path.join(d, "run", "nn")
+    os.makedirs(nn)
+    results = {"hot_reload": [], "stock": []}
+    ckpt_path = os.path.join(nn, "Pendulum.pth")
+    for r in range(rounds):
+        for kind in ("stock", "hot_reload") if r % 2 else ("hot_reload", "stock"):
+            player = build_player(
+                d, ["testGamesNum=%d" % games, "numEnvs=1"], hot_reload=kind == "hot_reload"
+            )
+            player.print_stats = False
+            if not os.path.exists(ckpt_path):
+                save_atomic(fake_training_checkpoint(player.model, 0), ckpt_path)
+            player.games_num = games
+            player.restore(ckpt_path if kind == "stock" else os.path.join(d, "run"))
+            if kind == "hot_reload":  # steady state: the loader process is started once per session
+                player.watcher._loader_process()._ensure()
+                time.sleep(1.0)  # let the child's start-up work (imports, page faults) settle
+            t0 = time.perf_counter()
+            player.run()
+            dt = time.perf_counter() - t0
+            results[kind].append(games * 200 / dt)
+    return {k: statistics.median(v) for k, v in results.items()}, results
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reloads", type=int, default=30)
+    ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    a = ap.parse_args()
+    n = 5 if a.quick else a.reloads
+    torch.set_num_threads(1)
+    rows, out = [], {}
+    for swap_at, envs in (("step", 1), ("game", 1)):
+        lat, written = latency(n, swap_at, envs)
+        key = "latency_swap_%s" % swap_at
+        out[key] = {
+            "p50_s": pct(lat, 50),
+            "p95_s": pct(lat, 95),
+            "max_s": max(lat),
+            "reloads": len(lat),
+            "written": written,
+        }
+        rows.append(["latency p50/p95 (swapAt=%s, 1 env)" % swap_at, "%.3f / %.3f s" % (pct(lat, 50), pct(lat, 95)),
+                     "p95 <= 0.7 s", "yes" if pct(lat, 95) <= 0.7 else "NO"])  # fmt: skip
+    stall = load_stall([1536, 1536, 1024])
+    out["load_stall"] = stall
+    ratio = stall["max_step_during_load_ms"] / stall["median_step_ms"]
+    rows.append(["max step while %.0f MB loads / median" % stall["checkpoint_mb"],
+                 "%.2f ms / %.2f ms = %.2fx" % (stall["max_step_during_load_ms"], stall["median_step_ms"], ratio),
+                 "<= 2x", "yes" if ratio <= 2 else "NO"])  # fmt: skip
+    rows.append(["swap step (assign, no copy) / median", "%.2f ms" % stall["max_swap_step_ms"], "-", "-"])
+    med, raw = throughput(3 if a.quick else 7, 10 if a.quick else 25)
+    out["throughput_steps_per_s"] = {"median": med, "runs": raw}
+    tp = med["hot_reload"] / med["stock"]
+    rows.append(["steps/s HotReload vs stock", "%.0f vs %.0f = %.3fx" % (med["hot_reload"], med["stock"], tp),
+                 ">= 0.99x", "yes" if tp >= 0.99 else "NO"])  # fmt: skip
+    print_table(rows, ["measure", "result", "target", "met"])
+    path = write_result(
+        "reload_latency", out, "python benchmarks/reload_latency.py" + (" --quick" if a.quick else "")
+    )
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()
