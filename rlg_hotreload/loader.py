@@ -32,6 +32,10 @@ class CheckpointError(Exception):
     """A file that is not (yet) a usable checkpoint; the message says why in one line."""
 
 
+class LoaderUnavailable(Exception):
+    """The loader child process cannot be started at all (the watcher then loads on its thread)."""
+
+
 def _numpy_allowlist() -> List[Any]:
     """Globals an rl-games checkpoint legitimately contains besides tensors.
 
@@ -217,15 +221,20 @@ class CheckpointWatcher:
     def _load(self, version: FileVersion) -> LoadedCheckpoint:
         """In the child process when isolating and the thread runs; in-line otherwise."""
         if self.isolate and threading.current_thread() is self._thread:
-            return self._loader_process().load(version)
+            try:
+                return self._loader_process().load(version)
+            except LoaderUnavailable as e:
+                log.warning("Loading on a thread instead of a child process: %s", e)
+                self.isolate = False
         return load_checkpoint_file(version, self.reference, self._device())
 
     def _loop(self) -> None:
         if self.isolate and self.current is not None and self.interval > 0:
             try:
                 self._loader_process()._ensure()  # start the child now, not at the first reload
-            except CheckpointError as e:
-                log.warning("Loader process: %s; will retry at the next load", e)
+            except LoaderUnavailable as e:
+                log.warning("Loading on a thread instead of a child process: %s", e)
+                self.isolate = False
         while not self._stop.is_set():
             accepted = self.poll()
             if accepted and self.interval <= 0:

@@ -26,7 +26,13 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from rlg_hotreload.checkpoints import FileVersion
-from rlg_hotreload.loader import CheckpointError, LoadedCheckpoint, load_checkpoint_file, load_weights_only
+from rlg_hotreload.loader import (
+    CheckpointError,
+    LoadedCheckpoint,
+    LoaderUnavailable,
+    load_checkpoint_file,
+    load_weights_only,
+)
 
 ALIGN = 64
 
@@ -110,16 +116,22 @@ class ProcessLoader:
     def _ensure(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
             env = dict(os.environ, OMP_NUM_THREADS="1")
+            here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # importable as in the parent
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
             self._proc = subprocess.Popen(
                 [sys.executable, "-m", "rlg_hotreload.loadproc"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
             )  # fmt: skip
             assert self._proc.stdin is not None
-            self._proc.stdin.write((json.dumps(self.spec) + "\n").encode())
-            self._proc.stdin.flush()
-            if not self._readline().get("ready"):
+            try:
+                self._proc.stdin.write((json.dumps(self.spec) + "\n").encode())
+                self._proc.stdin.flush()
+                ready = self._readline().get("ready")
+            except (CheckpointError, OSError, ValueError) as e:
+                raise LoaderUnavailable("loader process did not start (%s)" % e) from e
+            if not ready:
                 self._kill()
-                raise CheckpointError("loader process did not start")
+                raise LoaderUnavailable("loader process did not start")
         return self._proc
 
     def load(self, version: FileVersion) -> LoadedCheckpoint:

@@ -12,32 +12,21 @@ from typing import TYPE_CHECKING, Iterator, Optional
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
+from rlg_hotreload.stream.hub import BOUNDARY
+
 if TYPE_CHECKING:  # pragma: no cover
     from rlg_hotreload.stream.streamer import FrameStreamer
 
 log = logging.getLogger("rlg_hotreload")
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-BOUNDARY = "rlgframe"
 TOKEN_COOKIE = "rlg_stream_token"
-#: With no new frame for this long, the last one is sent again: a dead client's socket then fails
-#: and it stops being counted (and rendered for), even while the player is paused between runs.
-KEEPALIVE_S = 2.0
 
 
 def _token_ok(expected: str, supplied: Optional[str]) -> bool:
     if supplied is None:
         return False
     return hmac.compare_digest(expected.encode("utf-8"), supplied.encode("utf-8"))
-
-
-def mjpeg_part(jpeg: bytes, seq: int, t_render: float) -> bytes:
-    """One multipart part; the extra headers let clients measure latency and spot skipped frames."""
-    head = (
-        "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
-        "X-Frame-Seq: %d\r\nX-Render-Time: %.6f\r\n\r\n" % (BOUNDARY, len(jpeg), seq, t_render)
-    )
-    return head.encode("ascii") + jpeg + b"\r\n"
 
 
 def create_app(streamer: "FrameStreamer") -> Flask:
@@ -101,19 +90,20 @@ def create_app(streamer: "FrameStreamer") -> Flask:
         # when the socket write fails, i.e. when the viewer went away.
         hub.add_client()
         try:
+            yield b""  # sends the headers now: the viewer knows it is connected before a frame exists
             last_seq = -1
             last_send = time.monotonic()
             while not hub.closed:
-                frame = hub.wait_next(last_seq, timeout=0.5)
+                frame = hub.wait_next(last_seq, timeout=min(0.5, streamer.keepalive_s))
                 if frame is None:
                     latest = hub.latest
-                    if latest is not None and time.monotonic() - last_send > KEEPALIVE_S:
+                    if latest is not None and time.monotonic() - last_send > streamer.keepalive_s:
                         last_send = time.monotonic()
-                        yield mjpeg_part(latest.jpeg, latest.seq, latest.t_render)
+                        yield latest.part
                     continue
                 last_seq = frame.seq
                 last_send = time.monotonic()
-                yield mjpeg_part(frame.jpeg, frame.seq, frame.t_render)
+                yield frame.part
                 hub.mark_sent()
         finally:
             hub.remove_client()

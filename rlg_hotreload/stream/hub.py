@@ -21,14 +21,31 @@ from PIL import Image
 log = logging.getLogger("rlg_hotreload")
 
 
+BOUNDARY = "rlgframe"
+
+
+def mjpeg_part(jpeg: bytes, seq: int, t_render: float) -> bytes:
+    """One multipart part; the extra headers let clients measure latency and spot skipped frames."""
+    head = (
+        "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
+        "X-Frame-Seq: %d\r\nX-Render-Time: %.6f\r\n\r\n" % (BOUNDARY, len(jpeg), seq, t_render)
+    )
+    return head.encode("ascii") + jpeg + b"\r\n"
+
+
 class Frame(NamedTuple):
-    """One published frame. ``t_render`` is ``time.time()`` right after the render returned."""
+    """One published frame. ``t_render`` is ``time.time()`` right after the render returned.
+
+    ``part`` is the complete multipart chunk, built once here so that each client thread only
+    writes bytes (less work under the GIL per client, i.e. less pressure on the player thread).
+    """
 
     seq: int
     jpeg: bytes
     t_render: float
     width: int
     height: int
+    part: bytes
 
 
 class RateMeter:
@@ -187,10 +204,12 @@ class FrameHub:
             except (ValueError, OSError, TypeError) as e:
                 log.error("Cannot encode frame (shape %s): %s", getattr(frame, "shape", "?"), e)
                 continue
+            latest = self._latest  # only this thread publishes: no lock needed to read it
+            seq = latest.seq + 1 if latest is not None else 1
+            frame_out = Frame(seq, jpeg, t_render, w, h, mjpeg_part(jpeg, seq, t_render))
             dt = time.perf_counter() - t0
             with self._cond:
-                seq = self._latest.seq + 1 if self._latest is not None else 1
-                self._latest = Frame(seq, jpeg, t_render, w, h)
+                self._latest = frame_out
                 self.encoded += 1
                 self.encode_s += dt
                 self._cond.notify_all()

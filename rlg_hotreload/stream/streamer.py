@@ -27,7 +27,9 @@ MAX_CHECKPOINTS_IN_STATUS = 500
 
 
 class _Handler(WSGIRequestHandler):
-    protocol_version = "HTTP/1.1"
+    # werkzeug closes every connection anyway; HTTP/1.0 spares the chunked framing, i.e. three
+    # writes per frame and client instead of one.
+    protocol_version = "HTTP/1.0"
     timeout = 10  # a viewer that reads nothing for 10 s is dropped instead of pinning a thread
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
@@ -64,6 +66,10 @@ class FrameStreamer(PlayerCallback):
     ``size`` is a (width, height) box: frames larger than it are scaled down to fit, keeping their
     aspect ratio (never stretched, never upscaled). ``port=0`` picks any free port (tests).
     """
+
+    #: With no new frame for this long, the last one is sent again: a dead viewer's socket then fails
+    #: and it stops being counted (and rendered for), even while the player is paused.
+    keepalive_s = 2.0
 
     def __init__(
         self,
