@@ -206,10 +206,16 @@ def run(cfg: Dict[str, Any]) -> int:
         params["config"]["full_experiment_name"] = name
         _link_latest(tr["trainDir"], name)
         log.info("Training %s -> %s", cfg["task"], os.path.join(tr["trainDir"], name, "nn"))
-    for cb in callbacks:
-        start = getattr(cb, "start", None)
-        if start is not None:
-            start()
+    if callbacks:
+        from rlg_hotreload.stream import StreamerError
+
+        try:
+            for cb in callbacks:
+                start = getattr(cb, "start", None)
+                if start is not None:
+                    start()
+        except StreamerError as e:  # e.g. all ports taken: an error, never silence
+            raise ConfigError(str(e)) from e
     try:
         runner = Runner()
         rlg_hotreload.register(runner, callbacks=callbacks)

@@ -1,0 +1,117 @@
+"""``python -m rlg_hotreload.demo``: train BlindGrasping and watch it improve in the browser, one command.
+
+Why a launcher and not threads: training and the monitor are the two processes a user runs in two
+terminals (see the seed workflow); the demo starts exactly those two commands, prefixes their output,
+prints the URL, and on Ctrl+C stops both (each exits cleanly on SIGINT).
+"""
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, List, Optional
+
+URL_RX = re.compile(r"Streaming at (http://\S+)")
+
+
+def _pump(stream: IO[str], prefix: str, url_box: List[str], url_seen: threading.Event) -> None:
+    for line in stream:
+        sys.stdout.write("%s %s" % (prefix, line))
+        sys.stdout.flush()
+        m = URL_RX.search(line)
+        if m and not url_seen.is_set():
+            url_box.append(m.group(1))
+            url_seen.set()
+
+
+def _start(args: List[str], prefix: str, url_box: List[str], url_seen: threading.Event) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "rlg_hotreload.run", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+    )  # fmt: skip
+    assert p.stdout is not None
+    threading.Thread(target=_pump, args=(p.stdout, prefix, url_box, url_seen), daemon=True).start()
+    return p
+
+
+def _wait_for_new_run(train_dir: str, before: Optional[str], proc: subprocess.Popen, timeout: float) -> bool:
+    """Until training has pointed ``latest_train`` at its new run (so the monitor follows that run)."""
+    link = os.path.join(train_dir, "latest_train")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if os.path.islink(link) and os.readlink(link) != before:
+            return True
+        time.sleep(0.1)  # polling a path another process creates: no event to wait on
+    return False
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m rlg_hotreload.demo", description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="BlindGrasping")
+    ap.add_argument(
+        "--train-envs", type=int, default=None, help="numEnvs for training (default: train config)"
+    )
+    ap.add_argument("--port", type=int, default=58080)
+    ap.add_argument("--bind-all", action="store_true", help="serve on all interfaces (0.0.0.0)")
+    ap.add_argument("--reload-interval", type=float, default=10.0)
+    ap.add_argument("--train-dir", default="runs")
+    ap.add_argument("--max-epochs", type=int, default=None)
+    a = ap.parse_args(argv)
+    common = ["task=%s" % a.task, "trainDir=%s" % a.train_dir]
+    train_args = ["config=train_headless", *common]
+    if a.train_envs:
+        train_args.append("numEnvs=%d" % a.train_envs)
+    if a.max_epochs:
+        train_args.append("maxEpochs=%d" % a.max_epochs)
+    watch_args = ["config=test_stream", *common, "checkpoint=latest", "testGamesNum=0",
+                  "reloadInterval=%s" % a.reload_interval, "streamPort=%d" % a.port,
+                  "streamBindAll=%s" % str(a.bind_all).lower(), "printStats=false"]  # fmt: skip
+    link = os.path.join(a.train_dir, "latest_train")
+    before = os.readlink(link) if os.path.islink(link) else None
+    url_box: List[str] = []
+    url_seen = threading.Event()
+    procs = [_start(train_args, "[train]", url_box, url_seen)]
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 0
+    try:
+        if not _wait_for_new_run(a.train_dir, before, procs[0], 120):
+            code = procs[0].wait(10) or 1
+            print("[demo] training did not start (exit code %s)" % code, flush=True)
+            return code
+        procs.append(_start(watch_args, "[watch]", url_box, url_seen))
+        if url_seen.wait(120):
+            print(
+                "\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % url_box[0], flush=True
+            )
+        while not stop.is_set() and all(p.poll() is None for p in procs):
+            stop.wait(0.5)
+        for p in procs:
+            if p.poll() is not None and p.returncode not in (0, -signal.SIGINT):
+                code = p.returncode
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+    print("[demo] stopped.", flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
