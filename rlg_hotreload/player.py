@@ -32,6 +32,7 @@ log = logging.getLogger("rlg_hotreload")
 SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
 MIXED = -1
+SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 
 
 def _ensure_log_handler() -> None:
@@ -283,7 +284,11 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
                 s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
             )  # fmt: skip
-            for key, st in s.per_checkpoint.items():
+            rows = list(s.per_checkpoint.items())
+            if len(rows) > SUMMARY_ROWS:
+                log.info("  (%d older checkpoints not listed)", len(rows) - SUMMARY_ROWS)
+                rows = rows[-SUMMARY_ROWS:]
+            for key, st in rows:
                 name = s.checkpoints[key].label if key is not None else "mixed (spans a reload)"
                 log.info(
                     "  %-40s games %4d  mean reward %9.2f  mean length %7.1f",
