@@ -21,6 +21,7 @@ from .config import BlindGraspingConfig
 from .task_core import SimState, TaskCore
 from .task_math import box_inertia
 
+_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 
@@ -42,7 +43,7 @@ class MujocoBlindGrasping:
         self._qpos = np.zeros((num_envs, base.nq))
         self._qvel = np.zeros((num_envs, base.nv))
         self._sens = np.zeros((num_envs, base.nsensordata))
-        self._xpos = np.zeros((num_envs, 3))
+        self._unstable = np.zeros(num_envs, dtype=bool)
         self._pool: Optional[ThreadPoolExecutor] = None
         if cfg.num_threads > 1 and num_envs > 1:
             self._pool = ThreadPoolExecutor(cfg.num_threads)
@@ -115,7 +116,11 @@ class MujocoBlindGrasping:
         else:
             for i in range(self.num_envs):
                 self._step_world(i, targets[i])
-        res = self.core.evaluate(self._state())
+        unstable = None
+        if self._unstable.any():
+            unstable = torch.from_numpy(self._unstable.copy())
+            self._unstable[:] = False
+        res = self.core.evaluate(self._state(), unstable)
         obs = res.obs
         if res.reset_ids.numel() > 0:
             self._reset_envs(res.reset_ids)
@@ -152,6 +157,9 @@ class MujocoBlindGrasping:
         d = self.datas[i]
         d.ctrl[:] = target
         mujoco.mj_step(self.models[i], d, self.substeps)
+        if d.warning[_BADQACC].number > 0:
+            # MuJoCo already reset this world's state; end the episode so the task resets it properly.
+            self._unstable[i] = True
         self._gather(i)
 
     def _gather(self, i: int) -> None:
@@ -195,6 +203,7 @@ class MujocoBlindGrasping:
             m.geom_aabb[g, 3:] = half[k]
             m.body_mass[bb] = mass[k]
             m.body_inertia[bb] = inertia[k]
+            mujoco.mj_setConst(m, d)  # refresh invweight0 etc., which the contact solver scales by
             mujoco.mj_resetData(m, d)
             d.qpos[self._box_qadr : self._box_qadr + 3] = (xy[k, 0], xy[k, 1], top + half[k, 2] + 0.001)
             d.qpos[self._box_qadr + 3 : self._box_qadr + 7] = quat[k]

@@ -5,7 +5,7 @@ into observations, rewards, dones and the list of envs to reset. Both backends
 drive the same object, so the only per-simulator code left is moving tensors.
 """
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -113,8 +113,12 @@ class TaskCore:
             self.palm_home,
         )
 
-    def evaluate(self, s: SimState) -> StepResult:
-        """Reward, done flags and logging infos after one control step; advances episode clocks."""
+    def evaluate(self, s: SimState, unstable: Optional[torch.Tensor] = None) -> StepResult:
+        """Reward, done flags and logging infos after one control step; advances episode clocks.
+
+        ``unstable`` marks envs whose simulator diverged this step: they end (no
+        bonus, no penalty) because their state no longer means anything.
+        """
         cfg = self.cfg
         self.progress += 1
         contact = task_math.fingertip_box_contact(
@@ -137,6 +141,9 @@ class TaskCore:
             s.tip_pos, s.box_pos, contact, lift, success, failure, self.prev_actions, cfg.reward_weights, cfg.success_height
         )
         done = success | failure | timeout
+        if unstable is not None:
+            done = done | unstable
+            reward = torch.where(unstable, torch.zeros_like(reward), reward)
         infos: Dict[str, object] = {
             "time_outs": timeout,
             "successes": success,

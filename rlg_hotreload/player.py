@@ -284,10 +284,12 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
                 s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
             )  # fmt: skip
-            rows = list(s.per_checkpoint.items())
+            rows = [(k, v) for k, v in s.per_checkpoint.items() if k is not None]
             if len(rows) > SUMMARY_ROWS:
                 log.info("  (%d older checkpoints not listed)", len(rows) - SUMMARY_ROWS)
                 rows = rows[-SUMMARY_ROWS:]
+            if None in s.per_checkpoint:
+                rows.append((None, s.per_checkpoint[None]))
             for key, st in rows:
                 name = s.checkpoints[key].label if key is not None else "mixed (spans a reload)"
                 log.info(

@@ -100,6 +100,9 @@ def test_page_shows_moving_video_status_and_plot(browser):
         assert browser.find_elements("css selector", "#plot line.reload")
 
         shot = os.environ.get("RLG_SCREENSHOT")
+        if shot:  # a fuller plot for the README
+            wait_for(lambda: int(plot.get_attribute("data-points") or 0) >= 8, timeout=30, what="8 points")
+            time.sleep(1.2)  # let the next status poll fill the side panel for the picture
         png = browser.get_screenshot_as_png()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         if shot:

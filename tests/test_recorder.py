@@ -55,7 +55,9 @@ def test_first_episode_after_each_reload(tmp_path):
 def test_resize_and_validation(tmp_path):
     with pytest.raises(ValueError, match="record.episodes"):
         Recorder(episodes=0)
-    rec = Recorder(out_dir=str(tmp_path), episodes=1, fps=10.0, size=(161, 999))  # fits to 161x161, cropped to even 160x160
+    rec = Recorder(
+        out_dir=str(tmp_path), episodes=1, fps=10.0, size=(161, 999)
+    )  # fits to 161x161, cropped to even 160x160
     d = GymDriver([rec])
     d.control_dt = None  # unknown control rate: every step recorded, at the configured fps
     d.start(epoch=3)

@@ -2,6 +2,7 @@
 
 import http.client
 import io
+import itertools
 import json
 import logging
 import socket
@@ -10,6 +11,7 @@ import threading
 import time
 from typing import Dict, Iterator, List, Tuple
 
+import numpy as np
 import pytest
 from _gym_driver import GymDriver, run_in_thread
 from PIL import Image
@@ -128,6 +130,27 @@ def test_abrupt_disconnects_leave_server_and_player_healthy(live):
     assert d.steps > steps, "the player kept stepping"
 
 
+def test_disconnect_noticed_while_player_is_paused():
+    """No new frames (player waiting for a checkpoint): keep-alive resends still reveal a dead viewer."""
+    s = FrameStreamer(port=0)
+    s.keepalive_s = 0.3
+    s.start()
+    d = GymDriver([s])
+    d.start()
+    try:
+        c = MjpegClient(s.url + "stream")
+        assert s.hub.wait_clients(1, timeout=10)
+        d.step()  # one rendered frame, then the player pauses
+        first = next(c.parts())
+        again = next(c.parts())  # the keep-alive resend of the same frame
+        assert again.seq == first.seq
+        c.close()
+        assert s.hub.wait_clients(0, timeout=10), "dead viewer still counted (it would keep rendering on)"
+    finally:
+        s.stop()
+        d.env.close()
+
+
 def test_status_reports_checkpoint_episodes_and_stream_counters(live):
     s, d = live
     c = MjpegClient(s.url + "stream")
@@ -163,6 +186,68 @@ def test_page_and_static_files_are_served(live):
         status, headers, body = _get(s.port, "/static/" + name)
         assert status == 200 and ctype in headers["content-type"] and len(body) > 100
     assert _get(s.port, "/static/../streamer.py")[0] == 404
+
+
+def test_slow_client_skips_frames_and_slows_nobody():
+    """A viewer that stops reading fills the socket buffers; then it must skip, not stall others."""
+    s = FrameStreamer(port=0, quality=90)
+    s.start()
+    d = GymDriver([s])
+    # Noise frames through the camera hook: ~300 kB JPEGs fill loopback socket buffers in ~20 frames.
+    rng = np.random.default_rng(0)
+    noise = itertools.cycle([rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(4)])
+    d.frame_source = lambda: next(noise)
+    d.start()
+    t = run_in_thread(d, max_s=60.0)
+    try:
+        slow = MjpegClient(s.url + "stream")
+        slow_parts = slow.parts()
+        next(slow_parts)  # ... and then it stops reading while the fast viewer watches 60 frames
+        fast = MjpegClient(s.url + "stream")
+        steps0 = d.steps
+        seqs = [p.seq for _, p in zip(range(60), fast.parts())]
+        assert len(seqs) == 60 and seqs[-1] - seqs[0] + 1 <= 63, "the fast viewer got (almost) every frame"
+        assert d.steps - steps0 > 500, "the player kept stepping"
+        got = [p.seq for _, p in zip(range(60), slow_parts)]
+        gaps = [b - a for a, b in zip(got, got[1:])]
+        assert all(g >= 1 for g in gaps) and max(gaps) > 1, "the slow viewer skipped frames: %s" % got
+        slow.close()
+        fast.close()
+    finally:
+        d.stop_event.set()
+        t.join(10)
+        s.stop()
+        d.env.close()
+
+
+def test_realtime_paces_the_player_only_while_watched():
+    s = FrameStreamer(port=0, realtime=True)
+    s.start()
+    d = GymDriver([s])
+    d.control_dt = 0.01  # 100 steps per simulated second
+    d.start()
+    t = run_in_thread(d, max_s=30.0)
+    try:
+        c = MjpegClient(s.url + "stream")
+        parts = c.parts()
+        next(parts)
+        t0, steps0 = time.monotonic(), d.steps
+        for _ in range(30):
+            next(parts)
+        rate = (d.steps - steps0) / (time.monotonic() - t0)
+        c.close()
+        assert 50 < rate < 150, "paced to ~100 steps/s of wall clock, got %.0f" % rate
+        assert s.hub.wait_clients(0, timeout=10)
+        steps1 = d.steps
+        deadline = time.monotonic() + 10
+        while d.steps < steps1 + 2000 and time.monotonic() < deadline:  # unpaced: thousands per second
+            time.sleep(0.01)
+        assert d.steps >= steps1 + 2000, "nobody watches: no pacing"
+    finally:
+        d.stop_event.set()
+        t.join(10)
+        s.stop()
+        d.env.close()
 
 
 def test_size_scales_down_keeping_aspect_and_quality_applies():
