@@ -42,7 +42,6 @@ def _ensure_log_handler() -> None:
         handler.setFormatter(logging.Formatter("[rlg_hotreload] %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-        log.propagate = False
 
 
 def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
