@@ -24,16 +24,19 @@ def cli_env() -> dict:
 class Proc:
     """A CLI subprocess whose merged stdout/stderr is collected line by line by a reader thread."""
 
-    def __init__(self, args: Sequence[str], cwd: str) -> None:
+    def __init__(
+        self, args: Sequence[str], cwd: str, module: str = "rlg_hotreload.run", new_session: bool = False
+    ) -> None:
         self.args = list(args)
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "rlg_hotreload.run", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env=cli_env(),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             bufsize=1,
+            start_new_session=new_session,
         )
         self.lines: List[str] = []
         self._cond = threading.Condition()

@@ -1,0 +1,39 @@
+"""The one-command demo: training + streaming monitor together; Ctrl+C stops both cleanly."""
+
+import json
+import os
+import signal
+import socket
+import urllib.request
+
+import psutil
+from procs import Proc
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_trains_streams_and_stops_both_on_ctrl_c(tmp_path):
+    port = _free_port()
+    demo = Proc(["--task", "Pendulum-v1", "--port", str(port), "--reload-interval", "1", "--max-epochs", "400"],
+                str(tmp_path), module="rlg_hotreload.demo", new_session=True)  # fmt: skip
+    try:
+        url = demo.wait_for(r"\[demo\] Open (http://127\.0\.0\.1:%d/)" % port, 180).group(1)
+        demo.wait_for(r"\[watch\] .*Reloaded .*Pendulum-v1_.*\(epoch \d+", 180)
+        with urllib.request.urlopen(url + "status", timeout=10) as r:
+            status = json.load(r)
+        assert status["checkpoint"]["epoch"] >= 1 and "Pendulum-v1_" in status["checkpoint"]["path"]
+        children = psutil.Process(demo.p.pid).children(recursive=True)
+        assert len(children) >= 2  # the training and the monitor process
+        os.killpg(demo.p.pid, signal.SIGINT)  # what Ctrl+C in the terminal does
+        assert demo.wait(60) == 0, demo.output()[-3000:]
+        assert "[demo] stopped." in demo.output()
+        assert demo.count(r"\[watch\] .*Summary: \d+ games") == 1
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, "left running: %s" % alive
+    finally:
+        if demo.p.poll() is None:
+            os.killpg(demo.p.pid, signal.SIGKILL)
