@@ -184,6 +184,7 @@ def main():
             "max_s": max(lat),
             "reloads": len(lat),
             "written": written,
+            "samples_s": [round(x, 4) for x in lat],
         }
         rows.append(["latency p50/p95 (swapAt=%s, 1 env)" % swap_at, "%.3f / %.3f s" % (pct(lat, 50), pct(lat, 95)),
                      "p95 <= 0.7 s", "yes" if pct(lat, 95) <= 0.7 else "NO"])  # fmt: skip
