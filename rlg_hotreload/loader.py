@@ -254,6 +254,11 @@ class CheckpointWatcher:
     def poll(self) -> bool:
         """One check: returns True if a new checkpoint was prepared for the player."""
         candidates = self.source.candidates()
+        # forget versions that are gone (rewritten, renamed, deleted): a days-long run must not grow these
+        live = set(candidates)
+        self.rejected &= live
+        for v in [v for v in self._first_seen if v not in live]:
+            del self._first_seen[v]
         if not candidates and self.current is None:
             now = time.monotonic()
             if now - self._last_wait_log >= self.wait_log_every:

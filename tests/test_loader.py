@@ -126,3 +126,16 @@ def test_watcher_ignores_hidden_temp_files_and_never_rolls_back(checkpoint_copy,
     new.unlink()  # the newest file disappears: keep playing it, do not fall back to an older file
     assert not w.poll()
     assert w.take() is None
+
+
+def test_watcher_memory_stays_bounded_under_endless_bad_rewrites(checkpoint_copy, tmp_path):
+    ref = _reference(checkpoint_copy)
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    bad = nn / "bad.pth"
+    w = CheckpointWatcher(CheckpointSource(str(tmp_path / "run")), ref, interval=0.5, settle=0.0)
+    for i in range(50):
+        bad.write_bytes(os.urandom(1000))
+        os.utime(bad, ns=(1, 10**18 + i))
+        assert not w.poll()
+    assert len(w.rejected) <= 1 and len(w._first_seen) <= 1
