@@ -34,7 +34,9 @@ def make_env(num_envs: int = 1, **kwargs: Any) -> Any:
 
         return MujocoBlindGrasping(int(num_envs), cfg)
     if importlib.util.find_spec("isaacgym") is None:
-        raise ValueError("sim='isaacgym' was requested but the isaacgym package is not installed; use sim=mujoco or sim=auto")
+        raise ValueError(
+            "sim='isaacgym' was requested but the isaacgym package is not installed; use sim=mujoco or sim=auto"
+        )
     from .isaacgym_backend import IsaacGymBlindGrasping
 
     return IsaacGymBlindGrasping(int(num_envs), cfg)

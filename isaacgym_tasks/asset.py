@@ -42,6 +42,9 @@ class AssetInfo(NamedTuple):
     box_mass: float
     fingertip_radius: float
     timestep: float
+    drive_kp: Tuple[float, ...]
+    drive_kd: Tuple[float, ...]
+    drive_effort: Tuple[float, ...]
 
 
 def _floats(text: str) -> Tuple[float, ...]:
@@ -56,7 +59,9 @@ def read_asset_info(path: str = ASSET_PATH) -> AssetInfo:
     geoms: Dict[str, ET.Element] = {g.get("name", ""): g for g in root.iter("geom")}
     for name in HAND_JOINTS:
         if name not in joints:
-            raise ValueError("asset {!r} lacks joint {!r}; expected joints {}".format(path, name, HAND_JOINTS))
+            raise ValueError(
+                "asset {!r} lacks joint {!r}; expected joints {}".format(path, name, HAND_JOINTS)
+            )
     for name in ("palm", "table", "box"):
         if name not in bodies:
             raise ValueError("asset {!r} lacks body {!r}".format(path, name))
@@ -68,6 +73,7 @@ def read_asset_info(path: str = ASSET_PATH) -> AssetInfo:
     option = root.find("option")
     timestep = float(option.get("timestep", "0.002")) if option is not None else 0.002
     palm = _floats(bodies["palm"].get("pos", "0 0 0"))
+    kp, kd, effort = _drive_gains(root, [joints[n] for n in HAND_JOINTS])
     return AssetInfo(
         joint_lower=tuple(r[0] for r in ranges),
         joint_upper=tuple(r[1] for r in ranges),
@@ -78,7 +84,36 @@ def read_asset_info(path: str = ASSET_PATH) -> AssetInfo:
         box_mass=float(box.get("mass", "0.1")),
         fingertip_radius=_floats(geoms["tip0"].get("size", "0.01"))[0],
         timestep=timestep,
+        drive_kp=kp,
+        drive_kd=kd,
+        drive_effort=effort,
     )
+
+
+def _drive_gains(root: ET.Element, joints: List[ET.Element]) -> Tuple[Tuple[float, ...], ...]:
+    """Position-servo gain, joint damping and force limit of each joint, from its default class.
+
+    MuJoCo reads these from <position> and <joint>; Isaac Gym needs them as DOF
+    drive properties, so they are parsed here once for both.
+    """
+    classes: Dict[str, ET.Element] = {d.get("class", ""): d for d in root.iter("default") if d.get("class")}
+    kp: List[float] = []
+    kd: List[float] = []
+    effort: List[float] = []
+    for joint in joints:
+        cls = classes.get(joint.get("class", ""))
+        if cls is None:
+            raise ValueError(
+                "joint {!r} needs a default class with <joint> and <position>".format(joint.get("name"))
+            )
+        position = cls.find("position")
+        jdef = cls.find("joint")
+        if position is None or jdef is None:
+            raise ValueError("default class {!r} lacks <position> or <joint>".format(cls.get("class")))
+        kp.append(float(position.get("kp", "1")))
+        kd.append(float(jdef.get("damping", "0")))
+        effort.append(_floats(position.get("forcerange", "-1e6 1e6"))[1])
+    return tuple(kp), tuple(kd), tuple(effort)
 
 
 def hand_only_mjcf(path: str = ASSET_PATH) -> str:

@@ -17,6 +17,7 @@ DEFAULT_REWARD_WEIGHTS: Dict[str, float] = {
     "lift": 5.0,  # box lift / success_height, clipped to [0, 1], needs >= 2 tips on the box
     "hold": 2.0,  # box at >= success_height with a tip on it
     "success": 50.0,  # once, on success
+    "success_tail": 8.5,  # on success, per step left in the episode (= reach+contact+lift+hold)
     "failure": -10.0,  # once, when the box is knocked away or falls
     "action": -0.01,  # times the squared action norm
 }
@@ -34,6 +35,8 @@ class BlindGraspingConfig:
     render_width: int = 640
     render_height: int = 480
     num_threads: int = 1
+    #: Isaac Gym-style flag; neither backend opens a viewer, render() is always offscreen.
+    headless: bool = True
     box_half_size_range: Tuple[float, float] = (0.025, 0.035)
     box_mass_range: Tuple[float, float] = (0.05, 0.2)
     box_xy_noise: float = 0.02
@@ -52,14 +55,20 @@ class BlindGraspingConfig:
         allowed = [f.name for f in fields(cls)]
         for key in kwargs:
             if key not in allowed:
-                raise ValueError("unknown BlindGrasping env_config key {!r}; allowed keys: {}".format(key, ", ".join(allowed)))
+                raise ValueError(
+                    "unknown BlindGrasping env_config key {!r}; allowed keys: {}".format(
+                        key, ", ".join(allowed)
+                    )
+                )
         values = dict(kwargs)
         if "reward_weights" in values:
             weights = dict(DEFAULT_REWARD_WEIGHTS)
             for key, val in dict(values["reward_weights"]).items():
                 if key not in DEFAULT_REWARD_WEIGHTS:
                     raise ValueError(
-                        "unknown reward_weights key {!r}; allowed keys: {}".format(key, ", ".join(DEFAULT_REWARD_WEIGHTS))
+                        "unknown reward_weights key {!r}; allowed keys: {}".format(
+                            key, ", ".join(DEFAULT_REWARD_WEIGHTS)
+                        )
                     )
                 weights[key] = float(val)
             values["reward_weights"] = weights
@@ -73,8 +82,16 @@ class BlindGraspingConfig:
     def validate(self) -> None:
         """Raise ValueError whose message names the first bad key and what is allowed."""
         if self.sim not in SIM_CHOICES:
-            raise ValueError("sim={!r} is not allowed; choose one of {}".format(self.sim, ", ".join(SIM_CHOICES)))
-        positive = ("episode_length_s", "success_height", "success_hold_s", "base_action_scale", "finger_action_scale")
+            raise ValueError(
+                "sim={!r} is not allowed; choose one of {}".format(self.sim, ", ".join(SIM_CHOICES))
+            )
+        positive = (
+            "episode_length_s",
+            "success_height",
+            "success_hold_s",
+            "base_action_scale",
+            "finger_action_scale",
+        )
         for key in positive:
             if not float(getattr(self, key)) > 0:
                 raise ValueError("{}={!r} must be > 0".format(key, getattr(self, key)))
@@ -82,6 +99,8 @@ class BlindGraspingConfig:
             val = getattr(self, key)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError("{}={!r} must be an integer >= 1".format(key, val))
+        if not isinstance(self.headless, bool):
+            raise ValueError("headless={!r} must be true or false".format(self.headless))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError("seed={!r} must be an integer".format(self.seed))
         for key in ("box_half_size_range", "box_mass_range"):

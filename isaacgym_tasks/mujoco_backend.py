@@ -25,12 +25,25 @@ _BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 
+def _selector(index: np.ndarray) -> Union[slice, torch.Tensor]:
+    """A slice when ``index`` is a contiguous run (cheap view), else an index tensor."""
+    idx = [int(i) for i in index]
+    if idx == list(range(idx[0], idx[0] + len(idx))):
+        return slice(idx[0], idx[0] + len(idx))
+    return torch.tensor(idx, dtype=torch.long)
+
+
 class MujocoBlindGrasping:
     """rl-games vecenv (``step``/``reset``/``get_env_info``...) backed by MuJoCo on CPU."""
 
     def __init__(self, num_envs: int, cfg: BlindGraspingConfig, asset_path: str = ASSET_PATH) -> None:
         if num_envs < 1:
             raise ValueError("num_envs={!r} must be >= 1".format(num_envs))
+        if not cfg.headless:
+            raise ValueError(
+                "headless=false: the BlindGrasping MuJoCo backend has no on-screen viewer; "
+                "use headless=true and watch through the stream or the recorder (render() is offscreen)"
+            )
         self.cfg = cfg
         self.num_envs = num_envs
         base = mujoco.MjModel.from_xml_path(asset_path)
@@ -40,9 +53,13 @@ class MujocoBlindGrasping:
         info = read_asset_info(asset_path)
         self.core = TaskCore(cfg, info, num_envs, base.opt.timestep * self.substeps)
         self._index_model(base)
-        self._qpos = np.zeros((num_envs, base.nq))
-        self._qvel = np.zeros((num_envs, base.nv))
-        self._sens = np.zeros((num_envs, base.nsensordata))
+        # float32 staging buffers shared with torch (from_numpy), filled world by world
+        self._qpos = np.zeros((num_envs, base.nq), dtype=np.float32)
+        self._qvel = np.zeros((num_envs, base.nv), dtype=np.float32)
+        self._sens = np.zeros((num_envs, base.nsensordata), dtype=np.float32)
+        self._qpos_t = torch.from_numpy(self._qpos)
+        self._qvel_t = torch.from_numpy(self._qvel)
+        self._sens_t = torch.from_numpy(self._sens)
         self._unstable = np.zeros(num_envs, dtype=bool)
         self._pool: Optional[ThreadPoolExecutor] = None
         if cfg.num_threads > 1 and num_envs > 1:
@@ -70,7 +87,11 @@ class MujocoBlindGrasping:
         tips = [m.sensor("tip{}_pos".format(i)).adr[0] for i in range(len(FINGERTIP_SITES))]
         self._touch_adr = np.array(touch)
         self._tip_adr = np.array([[a, a + 1, a + 2] for a in tips])
-        self._palm_home = np.array(m.body_pos[self._palm_body])
+        self._palm_home = torch.tensor(m.body_pos[self._palm_body], dtype=torch.float32)
+        self._q_sel = _selector(self._hand_qadr)
+        self._qd_sel = _selector(self._hand_dadr)
+        self._touch_sel = _selector(self._touch_adr)
+        self._tip_sel = _selector(self._tip_adr.reshape(-1))
 
     # -- rl-games vecenv API --------------------------------------------------------
     def get_number_of_agents(self) -> int:
@@ -134,10 +155,16 @@ class MujocoBlindGrasping:
             raise ValueError("render mode={!r} is not supported; allowed: rgb_array".format(mode))
         if self._renderer is None:
             m = self.models[0]
-            if self.cfg.render_width > m.vis.global_.offwidth or self.cfg.render_height > m.vis.global_.offheight:
+            if (
+                self.cfg.render_width > m.vis.global_.offwidth
+                or self.cfg.render_height > m.vis.global_.offheight
+            ):
                 raise ValueError(
                     "render_width x render_height = {}x{} exceeds the asset's offscreen buffer {}x{}".format(
-                        self.cfg.render_width, self.cfg.render_height, m.vis.global_.offwidth, m.vis.global_.offheight
+                        self.cfg.render_width,
+                        self.cfg.render_height,
+                        m.vis.global_.offwidth,
+                        m.vis.global_.offheight,
                     )
                 )
             self._renderer = mujoco.Renderer(m, self.cfg.render_height, self.cfg.render_width)
@@ -169,19 +196,20 @@ class MujocoBlindGrasping:
         self._sens[i] = d.sensordata
 
     def _state(self) -> SimState:
-        """Batch readings as torch tensors (sensor positions lag one physics substep, 5 ms)."""
-        qpos = torch.from_numpy(self._qpos).float()
-        qvel = torch.from_numpy(self._qvel).float()
-        sens = torch.from_numpy(self._sens).float()
-        q = qpos[:, self._hand_qadr]
-        palm = torch.from_numpy(self._palm_home).float() + q[:, :3]
+        """Batch readings as torch tensors (sensor positions lag one physics substep, 5 ms).
+
+        The tensors are views of the staging buffers: consumers must not keep them
+        across steps (TaskCore only derives new tensors from them).
+        """
+        qpos, sens = self._qpos_t, self._sens_t
+        q = qpos[:, self._q_sel]
         b = self._box_qadr
         return SimState(
             q=q,
-            qd=qvel[:, self._hand_dadr],
-            palm_pos=palm,
-            touch=sens[:, self._touch_adr],
-            tip_pos=sens[:, self._tip_adr],
+            qd=self._qvel_t[:, self._qd_sel],
+            palm_pos=self._palm_home + q[:, :3],
+            touch=sens[:, self._touch_sel],
+            tip_pos=sens[:, self._tip_sel].reshape(self.num_envs, -1, 3),
             box_pos=qpos[:, b : b + 3],
             box_quat=qpos[:, b + 3 : b + 7],
         )

@@ -69,7 +69,9 @@ class TaskCore:
     def apply_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Return the new joint targets [N, J] for the simulator's position drives."""
         actions = actions.to(self.device, torch.float32)
-        self.targets = task_math.scale_actions(actions, self.targets, self.action_scale, self.lower, self.upper)
+        self.targets = task_math.scale_actions(
+            actions, self.targets, self.action_scale, self.lower, self.upper
+        )
         self.prev_actions = actions.clamp(-1.0, 1.0)
         return self.targets
 
@@ -138,7 +140,16 @@ class TaskCore:
             cfg.success_hold_s,
         )
         reward, terms = task_math.compute_reward(
-            s.tip_pos, s.box_pos, contact, lift, success, failure, self.prev_actions, cfg.reward_weights, cfg.success_height
+            s.tip_pos,
+            s.box_pos,
+            contact,
+            lift,
+            success,
+            failure,
+            self.prev_actions,
+            cfg.reward_weights,
+            cfg.success_height,
+            self.max_steps - self.progress,
         )
         done = success | failure | timeout
         if unstable is not None:
@@ -151,7 +162,7 @@ class TaskCore:
             "scores": success.float().cpu().numpy(),
             "box_contacts": n_contact,
             "lift": lift,
-            "episode": {"rew_" + k: v.mean() for k, v in terms.items()},
+            "episode": dict(zip(["rew_" + k for k in terms], torch.stack(list(terms.values())).mean(dim=1))),
         }
         obs = self.observe(s)
         reset_ids = done.nonzero(as_tuple=False).flatten()
