@@ -13,7 +13,15 @@ from .config import SIM_CHOICES, BlindGraspingConfig
 TASK_NAME = "BlindGrasping"
 VECENV_TYPE = "BLINDGRASPING"
 
-__all__ = ["TASK_NAME", "VECENV_TYPE", "BlindGraspingConfig", "make_env", "register", "resolve_sim"]
+__all__ = [
+    "TASK_NAME",
+    "VECENV_TYPE",
+    "BlindGraspingConfig",
+    "check_config",
+    "make_env",
+    "register",
+    "resolve_sim",
+]
 
 
 def resolve_sim(sim: str) -> str:
@@ -40,6 +48,22 @@ def make_env(num_envs: int = 1, **kwargs: Any) -> Any:
     from .isaacgym_backend import IsaacGymBlindGrasping
 
     return IsaacGymBlindGrasping(int(num_envs), cfg)
+
+
+def check_config(**kwargs: Any) -> None:
+    """Validate ``env_config`` without building an env: a launcher fails in a second, not after start-up.
+
+    Raises ValueError (one line naming the key and what is allowed).
+    """
+    cfg = BlindGraspingConfig.from_kwargs({k: v for k, v in kwargs.items() if k != "num_envs"})
+    sim = resolve_sim(cfg.sim)
+    if sim == "isaacgym" and importlib.util.find_spec("isaacgym") is None:
+        raise ValueError("sim=isaacgym: the isaacgym package is not installed; allowed here: mujoco, auto")
+    if sim == "mujoco" and not cfg.headless:
+        raise ValueError(
+            "headless=false: the BlindGrasping MuJoCo backend has no on-screen viewer; "
+            "watch in the browser with config=test_stream"
+        )
 
 
 def _env_creator(**kwargs: Any) -> Any:

@@ -28,7 +28,7 @@ def _register_task(task: str) -> None:
         import isaacgym_tasks
     except ImportError:
         isaacgym_tasks = None  # type: ignore[assignment]
-    if isaacgym_tasks is not None and hasattr(isaacgym_tasks, "register"):
+    if isaacgym_tasks is not None:
         isaacgym_tasks.register()
     from rlg_hotreload import envs
 
@@ -86,6 +86,19 @@ def _check_checkpoint(spec: str, test: bool) -> None:
             raise ConfigError("train.checkpoint=%s: no such file or folder (or use checkpoint=latest)" % spec)
     elif not os.path.isfile(spec):
         raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
+
+
+def _check_env_config(task: str, env_config: Dict[str, Any]) -> None:
+    """Our tasks validate their env_config up front (unknown key, bad sim, viewer without display)."""
+    try:
+        import isaacgym_tasks
+    except ImportError:
+        return
+    if task == isaacgym_tasks.TASK_NAME:
+        try:
+            isaacgym_tasks.check_config(**{k: v for k, v in env_config.items() if k != "seed"})
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
 
 
 def _safe_name(task: str) -> str:
@@ -195,6 +208,7 @@ def run(cfg: Dict[str, Any]) -> int:
     yaml_path = _train_config_path(cfg)
     yaml_cfg = cfglib._read_yaml(yaml_path, "train.config")  # noqa: SLF001
     params = build_params(cfg, yaml_cfg)
+    _check_env_config(cfg["task"], params["config"]["env_config"])
     callbacks = _callbacks(cfg) if test else []
 
     from rl_games.torch_runner import Runner
