@@ -13,6 +13,8 @@ pickle cannot run code), and its keys and shapes match the running network.
 
 import io
 import logging
+import pickle
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -68,6 +70,15 @@ def load_weights_only(data: bytes, need_model: bool = True) -> Any:
         else:  # torch 1.13 - 2.4: no allowlist API; numpy scalars are refused, tensors load
             obj = torch.load(buf, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a usable checkpoint"
+        if isinstance(e, pickle.UnpicklingError) and "Weights only load failed" in str(e):
+            # torch's message is a paragraph on how to bypass the safety; name the cause instead
+            culprit = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            msg = "refused by the weights-only unpickler: %s" % (
+                "it references %s, which is not on the allowlist" % culprit.group(1)
+                if culprit
+                else "corrupt, or it holds objects outside the allowlist"
+            )
+            raise CheckpointError("cannot load (%s)" % msg) from e
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError("cannot load (%s: %s)" % (type(e).__name__, msg[:200])) from e
     if need_model and (not isinstance(obj, dict) or "model" not in obj):
