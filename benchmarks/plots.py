@@ -1,0 +1,89 @@
+"""Draw the PNGs of docs/benchmarks.md from benchmarks/results/*.json (run the benchmarks first).
+
+Usage: python benchmarks/plots.py
+"""
+
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from common import REPO, RESULTS  # noqa: E402
+
+DOCS = os.path.join(REPO, "docs")
+
+
+def load(name):
+    path = os.path.join(RESULTS, name + ".json")
+    if not os.path.exists(path):
+        print("missing", path, "(run benchmarks/%s.py)" % name)
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def latency_plot():
+    rl, cmp_ = load("reload_latency"), load("compare_eval_mode")
+    if rl is None:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    series = [
+        ("swapAt=step", rl["latency_swap_step"]["samples_s"]),
+        ("swapAt=game (1 env)", rl["latency_swap_game"]["samples_s"]),
+    ]
+    if cmp_:
+        ours = [r for r in cmp_["results"] if r["player"].startswith("HotReloadPlayer")]
+        if ours:
+            series.append(("fault scenario (compare_eval_mode)", ours[0]["latencies_s"]))
+    for label, xs in series:  # empirical CDF: the p95 can be read off directly
+        xs = sorted(xs)
+        ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post", label="%s (n=%d)" % (label, len(xs)))
+    ax.axvline(0.7, color="k", ls="--", lw=1, label="target: p95 <= 0.7 s")
+    ax.axhline(0.95, color="grey", ls=":", lw=1)
+    ax.set_xlim(0, 1.0)
+    ax.set_xlabel("checkpoint complete on disk -> first action from it (s), reloadInterval 0.5")
+    ax.set_ylabel("fraction of reloads")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out = os.path.join(DOCS, "bench_reload_latency.png")
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
+
+
+def stream_plot():
+    st = load("stream")
+    if st is None:
+        return
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for extra, style in ((0.0, "o-"), (1000.0, "s--")):
+        rows = [r for r in st["rows"] if r["stream"] and not r["static_frame"] and r["extra_step_us"] == extra]
+        rows = [r for r in rows if r["clients"] > 0]
+        if not rows:
+            continue
+        xs = [r["clients"] for r in rows]
+        label = "Pendulum" + (" + 1 ms/step" if extra else "")
+        a1.plot(xs, [r["client_fps_min"] for r in rows], style, label=label + ": slowest client fps")
+        a1.plot(xs, [r["encodes_per_s"] for r in rows], style, alpha=0.5, label=label + ": JPEG encodes/s")
+        a2.plot(xs, [r["sim_ratio"] for r in rows], style, label=label)
+    a1.set_xscale("log", base=2)
+    a1.set_xlabel("clients")
+    a1.set_ylabel("frames/s (cap 30)")
+    a1.set_ylim(0, 35)
+    a1.legend(fontsize=7)
+    a2.set_xscale("log", base=2)
+    a2.axhline(0.9, color="k", ls="--", lw=1, label="target 0.9")
+    a2.set_xlabel("clients")
+    a2.set_ylabel("sim steps/s vs streaming off")
+    a2.set_ylim(0.5, 1.05)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    out = os.path.join(DOCS, "bench_stream_fps.png")
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
+
+
+if __name__ == "__main__":
+    latency_plot()
+    stream_plot()
