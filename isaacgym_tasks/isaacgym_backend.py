@@ -24,6 +24,7 @@ from .asset import ASSET_PATH, FINGERTIP_SITES, HAND_JOINTS, hand_only_mjcf, rea
 from .config import BlindGraspingConfig
 from .task_core import SimState, TaskCore
 from .task_math import quat_rotate_inverse
+from .vecenv_api import VecEnvApi
 
 #: Fingertip sphere centre in the distal link frame (matches the MJCF site pos).
 TIP_OFFSET = (0.0, 0.0, -0.05)
@@ -37,7 +38,7 @@ def _wxyz_to_xyzw(q: torch.Tensor) -> torch.Tensor:
     return q[..., [1, 2, 3, 0]]
 
 
-class IsaacGymBlindGrasping:
+class IsaacGymBlindGrasping(VecEnvApi):
     """rl-games vecenv over Isaac Gym PhysX, same asset and task math as the MuJoCo backend."""
 
     def __init__(
@@ -168,32 +169,6 @@ class IsaacGymBlindGrasping:
         self._bodies_per_env = self._bodies.shape[0] // self.num_envs
 
     # -- rl-games vecenv API -----------------------------------------------------------
-    def get_number_of_agents(self) -> int:
-        return 1
-
-    def get_env_info(self) -> Dict[str, Any]:
-        return {
-            "action_space": self.action_space,
-            "observation_space": self.observation_space,
-            "agents": 1,
-            "value_size": 1,
-        }
-
-    def has_action_masks(self) -> bool:
-        return False
-
-    def set_train_info(self, env_frames: Any, *args: Any, **kwargs: Any) -> None:
-        """No curriculum."""
-
-    def get_env_state(self) -> Dict[str, Any]:
-        return {}
-
-    def set_env_state(self, env_state: Optional[Dict[str, Any]]) -> None:
-        """Nothing to restore."""
-
-    def seed(self, seed: int) -> None:
-        self.core.seed(seed)
-
     def reset(self) -> torch.Tensor:
         self._reset_envs(torch.arange(self.num_envs, device=self.device))
         self._simulate_and_refresh(0)

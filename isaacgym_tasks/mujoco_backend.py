@@ -20,6 +20,7 @@ from .asset import ASSET_PATH, FINGERTIP_SITES, HAND_JOINTS, read_asset_info
 from .config import BlindGraspingConfig
 from .task_core import SimState, TaskCore
 from .task_math import box_inertia
+from .vecenv_api import VecEnvApi
 
 _BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
@@ -33,7 +34,7 @@ def _selector(index: np.ndarray) -> Union[slice, torch.Tensor]:
     return torch.tensor(idx, dtype=torch.long)
 
 
-class MujocoBlindGrasping:
+class MujocoBlindGrasping(VecEnvApi):
     """rl-games vecenv (``step``/``reset``/``get_env_info``...) backed by MuJoCo on CPU."""
 
     def __init__(self, num_envs: int, cfg: BlindGraspingConfig, asset_path: str = ASSET_PATH) -> None:
@@ -94,34 +95,6 @@ class MujocoBlindGrasping:
         self._tip_sel = _selector(self._tip_adr.reshape(-1))
 
     # -- rl-games vecenv API --------------------------------------------------------
-    def get_number_of_agents(self) -> int:
-        return 1
-
-    def get_env_info(self) -> Dict[str, Any]:
-        return {
-            "action_space": self.action_space,
-            "observation_space": self.observation_space,
-            "agents": 1,
-            "value_size": 1,
-        }
-
-    def has_action_masks(self) -> bool:
-        return False
-
-    def set_train_info(self, env_frames: Any, *args: Any, **kwargs: Any) -> None:
-        """No curriculum: nothing depends on training progress."""
-
-    def get_env_state(self) -> Dict[str, Any]:
-        """No curriculum state to checkpoint; an empty dict round-trips through torch.save."""
-        return {}
-
-    def set_env_state(self, env_state: Optional[Dict[str, Any]]) -> None:
-        if env_state not in (None, {}) and not isinstance(env_state, dict):
-            raise ValueError("env_state must be a dict or None, got {!r}".format(type(env_state).__name__))
-
-    def seed(self, seed: int) -> None:
-        self.core.seed(seed)
-
     def reset(self) -> torch.Tensor:
         """Reset every env and return observations [N, obs_dim]."""
         self._reset_envs(torch.arange(self.num_envs))
