@@ -13,6 +13,11 @@ import yaml
 from omegaconf import OmegaConf
 
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# cfg/ of a checkout (editable install), or the copy a regular install ships inside the package
+PRESET_DIRS = [
+    os.path.join(PACKAGE_ROOT, "cfg"),
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets"),
+]
 
 # Seed-workflow spellings -> canonical dotted keys.
 ALIASES = {
@@ -58,7 +63,7 @@ class ConfigError(ValueError):
 
 
 def cfg_dirs() -> List[str]:
-    return [os.path.join(os.getcwd(), "cfg"), os.path.join(PACKAGE_ROOT, "cfg")]
+    return [os.path.join(os.getcwd(), "cfg")] + [d for d in PRESET_DIRS if os.path.isdir(d)]
 
 
 def find_cfg_file(rel: str) -> Optional[str]:
@@ -94,7 +99,7 @@ def _read_yaml(path: str, what: str) -> Dict[str, Any]:
 
 
 def base_defaults() -> Dict[str, Any]:
-    path = os.path.join(PACKAGE_ROOT, "cfg", "base.yaml")
+    path = next(p for p in (os.path.join(d, "base.yaml") for d in PRESET_DIRS) if os.path.isfile(p))
     return _read_yaml(path, "base config")
 
 
