@@ -152,15 +152,16 @@ def check_value(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _validate_mapping(data: Dict[str, Any], defaults: Dict[str, Any], where: str) -> List[str]:
-    dotlist = []
-    for key, value in _flatten(data).items():
+def _validated(pairs: Sequence[Tuple[str, Any]], defaults: Dict[str, Any], where: str = "") -> Any:
+    """One OmegaConf layer from (key, value) pairs, each key canonicalised and its value checked."""
+    layer = OmegaConf.create({})
+    for key, value in pairs:
         try:
             ckey = canonical_key(key, defaults)
-            dotlist.append((ckey, check_value(ckey, value, defaults[ckey])))
+            OmegaConf.update(layer, ckey, check_value(ckey, value, defaults[ckey]), force_add=True)
         except ConfigError as e:
-            raise ConfigError("%s: %s" % (where, e)) from e
-    return dotlist  # type: ignore[return-value]
+            raise ConfigError("%s: %s" % (where, e) if where else str(e)) from e
+    return layer
 
 
 def parse_overrides(args: Sequence[str]) -> Tuple[Optional[str], List[Tuple[str, Any]]]:
@@ -207,14 +208,8 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
     if cfg_path is not None:
         if not os.path.isfile(cfg_path):
             raise ConfigError("--cfg %s: no such file" % cfg_path)
-        for key, value in _validate_mapping(_read_yaml(cfg_path, "--cfg"), defaults, cfg_path):
-            layers.append(OmegaConf.from_dotlist([]))
-            OmegaConf.update(layers[-1], key, value, force_add=True)
-    for key, value in pairs:
-        ckey = canonical_key(key, defaults)
-        layer = OmegaConf.create({})
-        OmegaConf.update(layer, ckey, check_value(ckey, value, defaults[ckey]), force_add=True)
-        layers.append(layer)
+        layers.append(_validated(list(_flatten(_read_yaml(cfg_path, "--cfg")).items()), defaults, cfg_path))
+    layers.append(_validated(pairs, defaults))  # in order: a later spelling of the same key wins
     merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
     assert isinstance(merged, dict)
     return merged  # type: ignore[return-value]

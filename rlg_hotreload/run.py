@@ -115,7 +115,6 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
     test = tr["test"]
     params["seed"] = cfg["seed"]
     conf["env_name"] = cfg["task"]
-    conf.setdefault("name", _safe_name(cfg["task"]))
     conf["name"] = _safe_name(cfg["task"])
     conf["train_dir"] = tr["trainDir"]
     if cfg["numEnvs"] is not None:
