@@ -232,20 +232,14 @@ class CheckpointWatcher:
     def _load(self, version: FileVersion) -> LoadedCheckpoint:
         """In the child process when isolating and the thread runs; in-line otherwise."""
         if self.isolate and threading.current_thread() is self._thread:
-            try:
-                return self._loader_process().load(version)
-            except LoaderUnavailable as e:
-                log.warning("Loading on a thread instead of a child process: %s", e)
-                self.isolate = False
+            loader = self._loader_process()
+            if loader is not None:
+                return loader.load(version)
         return load_checkpoint_file(version, self.reference, self._device())
 
     def _loop(self) -> None:
         if self.isolate and self.current is not None and self.interval > 0:
-            try:
-                self._loader_process()._ensure()  # start the child now, not at the first reload
-            except LoaderUnavailable as e:
-                log.warning("Loading on a thread instead of a child process: %s", e)
-                self.isolate = False
+            self._loader_process()  # start the child now, not at the first reload
         while not self._stop.is_set():
             accepted = self.poll()
             if accepted and self.interval <= 0:
@@ -256,10 +250,17 @@ class CheckpointWatcher:
             )
 
     def _loader_process(self) -> Any:
+        """The running child-process loader, or None (then loads run on this thread from now on)."""
         if self._process_loader is None:
             from rlg_hotreload.loadproc import ProcessLoader
 
             self._process_loader = ProcessLoader(self.reference)
+        try:
+            self._process_loader._ensure()
+        except LoaderUnavailable as e:
+            log.warning("Loading on a thread instead of a child process: %s", e)
+            self.isolate = False
+            return None
         return self._process_loader
 
     def poll(self) -> bool:
