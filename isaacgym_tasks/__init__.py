@@ -59,11 +59,6 @@ def check_config(**kwargs: Any) -> None:
     sim = resolve_sim(cfg.sim)
     if sim == "isaacgym" and importlib.util.find_spec("isaacgym") is None:
         raise ValueError("sim=isaacgym: the isaacgym package is not installed; allowed here: mujoco, auto")
-    if sim == "mujoco" and not cfg.headless:
-        raise ValueError(
-            "headless=false: the BlindGrasping MuJoCo backend has no on-screen viewer; "
-            "watch in the browser with config=test_stream"
-        )
 
 
 def _env_creator(**kwargs: Any) -> Any:

@@ -8,6 +8,9 @@ lives in :mod:`isaacgym_tasks.task_core`.
 """
 
 import copy
+import os
+import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -40,11 +43,6 @@ class MujocoBlindGrasping(VecEnvApi):
     def __init__(self, num_envs: int, cfg: BlindGraspingConfig, asset_path: str = ASSET_PATH) -> None:
         if num_envs < 1:
             raise ValueError("num_envs={!r} must be >= 1".format(num_envs))
-        if not cfg.headless:
-            raise ValueError(
-                "headless=false: the BlindGrasping MuJoCo backend has no on-screen viewer; "
-                "use headless=true and watch through the stream or the recorder (render() is offscreen)"
-            )
         self.cfg = cfg
         self.num_envs = num_envs
         base = mujoco.MjModel.from_xml_path(asset_path)
@@ -66,6 +64,8 @@ class MujocoBlindGrasping(VecEnvApi):
         if cfg.num_threads > 1 and num_envs > 1:
             self._pool = ThreadPoolExecutor(cfg.num_threads)
         self._renderer: Optional[mujoco.Renderer] = None
+        self._viewer_due = 0.0  # wall-clock time the viewer's next frame is due
+        self._viewer: Any = None if cfg.headless else self._open_viewer()
         num_joints = len(HAND_JOINTS)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (num_joints,), np.float32)
@@ -120,7 +120,19 @@ class MujocoBlindGrasping(VecEnvApi):
             self._reset_envs(res.reset_ids)
             obs = self.core.observe(self._state())
         self._obs = obs
+        if self._viewer is not None:
+            self._sync_viewer()
         return obs, res.reward, res.done.to(torch.uint8), res.infos
+
+    def _sync_viewer(self) -> None:
+        """Show world 0 and pace to wall-clock speed, so a person can follow it (viewer mode only)."""
+        if not self._viewer.is_running():
+            return
+        self._viewer.sync()
+        now = time.monotonic()
+        self._viewer_due = max(self._viewer_due, now - 0.25) + self.core.dt
+        if self._viewer_due > now:
+            time.sleep(self._viewer_due - now)
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
@@ -144,7 +156,28 @@ class MujocoBlindGrasping(VecEnvApi):
         self._renderer.update_scene(self.datas[0], camera="front")
         return self._renderer.render()
 
+    def _open_viewer(self) -> Any:
+        """MuJoCo's passive viewer on world 0 (``headless=false``): the seed's ``test_viewer`` workflow."""
+        import mujoco.viewer
+
+        if sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        ):
+            # GLFW would print an error and end the whole process: refuse before trying
+            raise ValueError("headless=false: no display (DISPLAY is not set); use headless=true and watch "
+                             "through the stream (config=test_stream)")  # fmt: skip
+        try:
+            return mujoco.viewer.launch_passive(self.models[0], self.datas[0])
+        except Exception as e:  # noqa: BLE001 - GLFW/display failures come in many types
+            raise ValueError(
+                "headless=false: cannot open the MuJoCo viewer ({}); use headless=true and watch "
+                "through the stream (config=test_stream)".format(e)
+            ) from e
+
     def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None
         if self._renderer is not None:
             self._renderer.close()
             self._renderer = None

@@ -142,7 +142,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
         player.update(
             games_num=tr["testGamesNum"],
             deterministic=tr["deterministic"],
-            render=not cfg["headless"],
+            render=False,  # viewers draw inside env.step (gymnasium human mode, MuJoCo/Isaac Gym viewers)
             reload_interval=tr["reloadInterval"],
             swap_at=tr["swapAt"],
             load_env_state=tr["loadEnvState"],

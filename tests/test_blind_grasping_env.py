@@ -145,8 +145,13 @@ def test_sim_selection_and_errors():
     if not has_isaacgym:
         with pytest.raises(ValueError, match="isaacgym package is not installed"):
             isaacgym_tasks.make_env(1, sim="isaacgym")
-    with pytest.raises(ValueError, match="headless=false"):
-        isaacgym_tasks.make_env(1, sim="mujoco", headless=False)
+    display = os.environ.pop("DISPLAY", None)
+    try:  # a viewer without a display: a clear error, not GLFW ending the process
+        with pytest.raises(ValueError, match="headless=false: no display"):
+            isaacgym_tasks.make_env(1, sim="mujoco", headless=False)
+    finally:
+        if display is not None:
+            os.environ["DISPLAY"] = display
     with pytest.raises(ValueError, match="unknown BlindGrasping env_config key 'numEnvs'"):
         isaacgym_tasks.make_env(1, numEnvs=4)
 
