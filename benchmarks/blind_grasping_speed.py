@@ -25,22 +25,7 @@ from common import print_table, write_result  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
 from isaacgym_tasks.asset import ASSET_PATH, HAND_OPEN_POSE  # noqa: E402
-
-EPISODE = 60
-
-
-def grasp_action(k: int, n: int) -> torch.Tensor:
-    """Step k of the open-loop grasp used by the tests (actions in [-1, 1])."""
-    a = torch.zeros(n, 9)
-    k %= EPISODE
-    if k < 9:
-        a[:, 2], a[:, 3:] = -1.0, -1.0
-    elif k < 17:
-        a[:, 3:] = 1.0
-    else:
-        a[:, 2] = 1.0 if k < 31 else 0.0
-        a[:, 3:] = 0.3
-    return a
+from isaacgym_tasks.scripted import EPISODE, grasp_action  # noqa: E402
 
 
 def raw_rate(substeps: int, seconds: float) -> float:

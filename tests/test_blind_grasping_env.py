@@ -13,6 +13,7 @@ import yaml  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
 from isaacgym_tasks import asset  # noqa: E402
+from isaacgym_tasks.scripted import grasp_action  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,15 +24,7 @@ def scripted_grasp(env, steps=60):
     success = torch.zeros(n, dtype=torch.bool)
     max_lift = torch.full((n,), -1.0)
     for k in range(steps):
-        a = torch.zeros(n, 9)
-        if k < 9:
-            a[:, 2], a[:, 3:] = -1.0, -1.0
-        elif k < 17:
-            a[:, 3:] = 1.0
-        else:
-            a[:, 2] = 1.0 if k < 31 else 0.0
-            a[:, 3:] = 0.3
-        obs, rew, done, info = env.step(a)
+        obs, rew, done, info = env.step(grasp_action(k, n))
         success |= info["successes"]
         max_lift = torch.max(max_lift, info["lift"])
     return success, max_lift
