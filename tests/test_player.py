@@ -87,15 +87,19 @@ def _new_version(folder, src, name):
     return write
 
 
-def test_swap_between_steps_marks_episodes_in_progress_as_mixed(trained_run, tmp_path):
-    work, files = trained_run
+def _play_with_new_checkpoint_at_step_50(files, tmp_path, **overrides):
+    """400 steps from checkpoint a.pth; at step 50 a new version (epoch 99) lands as b.pth."""
     nn = tmp_path / "run" / "nn"
     nn.mkdir(parents=True)
     shutil.copy(files[0], nn / "a.pth")
     cb = StopAt(400, at=50, action=_new_version(str(nn), files[0], "b.pth"))
-    player = make_player(tmp_path, [cb], numEnvs=2, swapAt="step", reloadInterval=0.1)
+    player = make_player(tmp_path, [cb], reloadInterval=0.1, **overrides)
     player.restore(str(tmp_path / "run"))
-    s = player.run()
+    return player.run(), cb
+
+
+def test_swap_between_steps_marks_episodes_in_progress_as_mixed(trained_run, tmp_path):
+    s, cb = _play_with_new_checkpoint_at_step_50(trained_run[1], tmp_path, numEnvs=2, swapAt="step")
     assert [r.epoch for r in cb.reloads][-1] == 99 and s.reloads == 1
     assert s.per_checkpoint[None].games == 2  # both first episodes spanned the swap
     assert s.per_checkpoint[0].games == 0
@@ -103,14 +107,7 @@ def test_swap_between_steps_marks_episodes_in_progress_as_mixed(trained_run, tmp
 
 
 def test_single_env_swaps_between_games(trained_run, tmp_path):
-    work, files = trained_run
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    shutil.copy(files[0], nn / "a.pth")
-    cb = StopAt(400, at=50, action=_new_version(str(nn), files[0], "b.pth"))
-    player = make_player(tmp_path, [cb], numEnvs=1, reloadInterval=0.1)
-    player.restore(str(tmp_path / "run"))
-    s = player.run()
+    s, cb = _play_with_new_checkpoint_at_step_50(trained_run[1], tmp_path, numEnvs=1)
     assert s.reloads == 1
     assert None not in s.per_checkpoint or s.per_checkpoint[None].games == 0
     assert s.per_checkpoint[0].games == 1 and s.per_checkpoint[1].games == 1
