@@ -61,6 +61,13 @@ class IsaacGymBlindGrasping(VecEnvApi):
         self._camera: Optional[int] = None
         self._build_envs(asset_path, graphics_device_id >= 0)
         self.gym.prepare_sim(self.sim)
+        self._viewer: Any = None
+        if not cfg.headless:  # the seed's test_viewer workflow: Isaac Gym's own viewer window
+            if graphics_device_id < 0:
+                raise ValueError("headless=false needs a graphics device (graphics_device_id >= 0)")
+            self._viewer = self.gym.create_viewer(self.sim, gymapi.CameraProperties())
+            if self._viewer is None:
+                raise ValueError("headless=false: Isaac Gym could not open a viewer (no display?)")
         self._acquire_tensors()
         nj = len(HAND_JOINTS)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
@@ -185,7 +192,19 @@ class IsaacGymBlindGrasping(VecEnvApi):
             self._reset_envs(res.reset_ids)
             self._simulate_and_refresh(0)
             obs = self.core.observe(self._state())
+        if self._viewer is not None:
+            self._draw_viewer()
         return obs, res.reward, res.done.to(torch.uint8), res.infos
+
+    def _draw_viewer(self) -> None:
+        """Draw and pace to real time, as IsaacGymEnvs' VecTask does; closing the window ends nothing."""
+        if self.gym.query_viewer_has_closed(self._viewer):
+            return
+        if self.device.type != "cpu":
+            self.gym.fetch_results(self.sim, True)
+        self.gym.step_graphics(self.sim)
+        self.gym.draw_viewer(self._viewer, self.sim, True)
+        self.gym.sync_frame_time(self.sim)
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         if self._camera is None:
@@ -197,6 +216,9 @@ class IsaacGymBlindGrasping(VecEnvApi):
         return rgba[:, :, :3].copy()
 
     def close(self) -> None:
+        if self._viewer is not None:
+            self.gym.destroy_viewer(self._viewer)
+            self._viewer = None
         self.gym.destroy_sim(self.sim)
 
     # -- internals --------------------------------------------------------------------
