@@ -161,7 +161,8 @@ def test_status_reports_checkpoint_episodes_and_stream_counters(live):
         next(it)
         st = _strict_json(_get(s.port, "/status")[2])
         cps = st["checkpoints"]
-        if len(cps) >= 2 and cps[0]["episodes"] >= 2 and st["source_fps"] > 0:
+        # >= 1 s of frames before judging the rate: a few frames estimate it poorly on a loaded box
+        if len(cps) >= 2 and cps[0]["episodes"] >= 2 and st["stream"]["frames_submitted"] >= 30:
             break
     c.close()
     cp = st["checkpoint"]
