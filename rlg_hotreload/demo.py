@@ -28,11 +28,14 @@ def _pump(stream: IO[str], prefix: str, url_box: List[str], url_seen: threading.
             url_seen.set()
 
 
-def _start(args: List[str], prefix: str, url_box: List[str], url_seen: threading.Event) -> subprocess.Popen:
+def _start(
+    args: List[str], prefix: str, url_box: List[str], url_seen: threading.Event, nice: int = 0
+) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    lower = (lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None
     p = subprocess.Popen(
         [sys.executable, "-m", "rlg_hotreload.run", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=lower,
     )  # fmt: skip
     assert p.stdout is not None
     threading.Thread(target=_pump, args=(p.stdout, prefix, url_box, url_seen), daemon=True).start()
@@ -61,6 +64,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--reload-interval", type=float, default=10.0)
     ap.add_argument("--train-dir", default="runs")
     ap.add_argument("--max-epochs", type=int, default=None)
+    ap.add_argument(
+        "--fps", type=float, default=15.0, help="stream frame cap (rendering costs CPU training needs)"
+    )
     a = ap.parse_args(argv)
     common = ["task=%s" % a.task, "trainDir=%s" % a.train_dir]
     train_args = ["config=train_headless", *common]
@@ -70,7 +76,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         train_args.append("maxEpochs=%d" % a.max_epochs)
     watch_args = ["config=test_stream", *common, "checkpoint=latest", "testGamesNum=0",
                   "reloadInterval=%s" % a.reload_interval, "streamPort=%d" % a.port,
-                  "streamBindAll=%s" % str(a.bind_all).lower(), "printStats=false"]  # fmt: skip
+                  "streamBindAll=%s" % str(a.bind_all).lower(), "printStats=false", "streamFps=%s" % a.fps,
+                  "streamRealtime=true"]  # fmt: skip
     link = os.path.join(a.train_dir, "latest_train")
     before = os.readlink(link) if os.path.islink(link) else None
     url_box: List[str] = []
@@ -89,7 +96,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             code = procs[0].wait(10) or 1
             print("[demo] training did not start (exit code %s)" % code, flush=True)
             return code
-        procs.append(_start(watch_args, "[watch]", url_box, url_seen))
+        # the monitor yields the CPU to training (it runs at real-time speed while watched anyway)
+        procs.append(_start(watch_args, "[watch]", url_box, url_seen, nice=10))
         if url_seen.wait(120):
             print(
                 "\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % url_box[0], flush=True
