@@ -43,3 +43,11 @@ def evil_bytes(marker: str) -> bytes:
     buf = io.BytesIO()
     torch.save({"model": {}, "epoch": Evil(marker)}, buf)
     return buf.getvalue()
+
+
+def experiment_with_checkpoint(tmp_path, real_path, epoch: int = 1):
+    """``<tmp>/exp/nn/a.pth`` holding the real checkpoint as epoch ``epoch``; returns the nn folder."""
+    nn = tmp_path / "exp" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(real_path, epoch))
+    return nn

@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -116,3 +117,10 @@ def newest_line(lines: List[str], pattern: str) -> Optional[re.Match]:
         if m:
             return m
     return None
+
+
+def free_port() -> int:
+    """A loopback port free right now (only a hint: if taken meanwhile, the streamer moves on and logs it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

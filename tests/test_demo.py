@@ -3,21 +3,14 @@
 import json
 import os
 import signal
-import socket
 import urllib.request
 
 import psutil
-from procs import Proc
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from procs import Proc, free_port
 
 
 def test_demo_trains_streams_and_stops_both_on_ctrl_c(tmp_path):
-    port = _free_port()
+    port = free_port()
     demo = Proc(["--task", "Pendulum-v1", "--port", str(port), "--reload-interval", "1", "--max-epochs", "400"],
                 str(tmp_path), module="rlg_hotreload.demo", new_session=True)  # fmt: skip
     try:

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 
-from ckpt_factory import evil_bytes, other_shape_bytes, variant_bytes
+from ckpt_factory import evil_bytes, experiment_with_checkpoint, other_shape_bytes, variant_bytes
 from procs import Proc
 
 
@@ -25,9 +25,7 @@ def _slow_write(path, data, pause=1.0):
 def test_monitor_survives_faults_and_ends_on_newest_valid(trained_run, tmp_path):
     _, files = trained_run
     real = files[0]
-    nn = tmp_path / "exp" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(real, 1))
+    nn = experiment_with_checkpoint(tmp_path, real)
     marker = tmp_path / "pwned"
     mon = Proc(["config=test", "task=Pendulum-v1", "checkpoint=%s" % (tmp_path / "exp"),
                 "reloadInterval=0.3", "printStats=false"], str(tmp_path))  # fmt: skip

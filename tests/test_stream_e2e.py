@@ -4,22 +4,15 @@ import io
 import json
 import os
 import signal
-import socket
 import time
 import urllib.request
 
-from ckpt_factory import variant_bytes
+from ckpt_factory import experiment_with_checkpoint, variant_bytes
 from PIL import Image
-from procs import Proc
+from procs import Proc, free_port
 from test_recorder import decoded_frames
 
 from rlg_hotreload.stream.client import MjpegClient
-
-
-def _free_port() -> int:
-    with socket.socket() as s:  # only a hint: if it is taken meanwhile, the streamer moves on and logs it
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _status(url: str) -> dict:
@@ -30,12 +23,10 @@ def _status(url: str) -> dict:
 def test_real_player_streams_records_reloads_and_stops_on_ctrl_c(trained_run, tmp_path):
     _, files = trained_run
     real = files[0]
-    nn = tmp_path / "exp" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(real, 1))
+    nn = experiment_with_checkpoint(tmp_path, real)
     videos = tmp_path / "videos"
     mon = Proc(["config=test_stream", "task=Pendulum-v1", "checkpoint=%s" % (tmp_path / "exp"),
-                "reloadInterval=0.3", "printStats=false", "streamPort=%d" % _free_port(),
+                "reloadInterval=0.3", "printStats=false", "streamPort=%d" % free_port(),
                 "record.enabled=true", "record.dir=%s" % videos], str(tmp_path))  # fmt: skip
     try:
         url = mon.wait_for(r"Streaming at (http://127\.0\.0\.1:\d+/)", 90).group(1)
