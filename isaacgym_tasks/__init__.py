@@ -8,7 +8,7 @@ machine here) never touches its code paths.
 import importlib.util
 from typing import Any
 
-from .config import SIM_CHOICES, BlindGraspingConfig
+from .config import SIM_CHOICES, BlindGraspingConfig, resolve_device
 
 TASK_NAME = "BlindGrasping"
 VECENV_TYPE = "BLINDGRASPING"
@@ -20,45 +20,73 @@ __all__ = [
     "check_config",
     "make_env",
     "register",
+    "resolve_device",
     "resolve_sim",
 ]
 
 
-def resolve_sim(sim: str) -> str:
-    """Map ``auto`` to ``isaacgym`` when that package is importable, else ``mujoco``."""
+def _importable(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def resolve_sim(sim: str, sim_device: str = "cpu") -> str:
+    """Map ``auto`` to a backend: isaacgym if importable, else mjwarp when ``sim_device`` is a GPU and
+    MuJoCo Warp is installed, else mujoco."""
     if sim not in SIM_CHOICES:
         raise ValueError("sim={!r} is not allowed; choose one of {}".format(sim, ", ".join(SIM_CHOICES)))
     if sim != "auto":
         return sim
-    return "isaacgym" if importlib.util.find_spec("isaacgym") is not None else "mujoco"
+    if _importable("isaacgym"):
+        return "isaacgym"
+    device = resolve_device(sim_device, "sim_device")
+    if device.startswith("cuda") and _importable("warp") and _importable("mujoco_warp"):
+        return "mjwarp"
+    return "mujoco"
 
 
 def make_env(num_envs: int = 1, **kwargs: Any) -> Any:
     """Create a BlindGrasping vecenv of ``num_envs`` worlds; kwargs are ``env_config`` keys."""
     cfg = BlindGraspingConfig.from_kwargs(kwargs)
-    sim = resolve_sim(cfg.sim)
+    sim = _checked_sim(cfg)
     if sim == "mujoco":
         from .mujoco_backend import MujocoBlindGrasping
 
         return MujocoBlindGrasping(int(num_envs), cfg)
-    if importlib.util.find_spec("isaacgym") is None:
-        raise ValueError(
-            "sim='isaacgym' was requested but the isaacgym package is not installed; use sim=mujoco or sim=auto"
-        )
+    if sim == "mjwarp":
+        from .mjwarp_backend import MjWarpBlindGrasping
+
+        return MjWarpBlindGrasping(int(num_envs), cfg)
     from .isaacgym_backend import IsaacGymBlindGrasping
 
     return IsaacGymBlindGrasping(int(num_envs), cfg)
 
 
-def check_config(**kwargs: Any) -> None:
+def _checked_sim(cfg: BlindGraspingConfig) -> str:
+    """The backend ``cfg`` asks for, or ValueError (one line) saying what is missing for it here."""
+    sim = resolve_sim(cfg.sim, cfg.sim_device)
+    if sim == "isaacgym" and not _importable("isaacgym"):
+        raise ValueError("sim=isaacgym: the isaacgym package is not installed; allowed here: mujoco, mjwarp, auto")
+    if sim == "mjwarp":
+        sim_device = resolve_device(cfg.sim_device, "sim_device")
+        why = None
+        missing = [name for name in ("warp", "mujoco_warp") if not _importable(name)]
+        if missing:
+            why = "{} not installed; install with pip install -e '.[gpu]'".format(" and ".join(missing))
+        elif sim_device == "cpu" and cfg.sim_device == "auto":
+            why = "no CUDA GPU visible to torch; use sim=mujoco (or sim_device=cpu: warp's CPU device, slow)"
+        if why:
+            raise ValueError("sim=mjwarp: " + why)
+    return sim
+
+
+def check_config(**kwargs: Any) -> str:
     """Validate ``env_config`` without building an env: a launcher fails in a second, not after start-up.
 
-    Raises ValueError (one line naming the key and what is allowed).
+    Returns the backend that ``make_env`` would use. Raises ValueError (one line naming the key and
+    what is allowed).
     """
     cfg = BlindGraspingConfig.from_kwargs({k: v for k, v in kwargs.items() if k != "num_envs"})
-    sim = resolve_sim(cfg.sim)
-    if sim == "isaacgym" and importlib.util.find_spec("isaacgym") is None:
-        raise ValueError("sim=isaacgym: the isaacgym package is not installed; allowed here: mujoco, auto")
+    return _checked_sim(cfg)
 
 
 def _env_creator(**kwargs: Any) -> Any:

@@ -5,10 +5,11 @@ rejected up front with the list of allowed keys instead of being ignored.
 """
 
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Mapping, Tuple
 
-SIM_CHOICES = ("auto", "mujoco", "isaacgym")
+SIM_CHOICES = ("auto", "mujoco", "mjwarp", "isaacgym")
 
 #: Reward weights (per control step unless noted); see docs/blind_grasping.md.
 DEFAULT_REWARD_WEIGHTS: Dict[str, float] = {
@@ -23,13 +24,42 @@ DEFAULT_REWARD_WEIGHTS: Dict[str, float] = {
 }
 
 
+def resolve_device(spec: str, key: str = "device") -> str:
+    """``auto`` -> ``cuda:0`` when torch sees a GPU, else ``cpu``; ``cuda`` -> ``cuda:0``; checks the index.
+
+    Raises ValueError naming ``key`` when the device is malformed or absent on this machine.
+    """
+    import torch
+
+    text = str(spec).strip().lower()
+    if text == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if text == "cpu":
+        return "cpu"
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise ValueError("{}={!r} is not a device; allowed: auto, cpu, cuda, cuda:N".format(key, spec))
+    index = int(match.group(1) or 0)
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index >= count:
+        have = "no CUDA GPU" if count == 0 else "{} CUDA GPU(s): cuda:0..cuda:{}".format(count, count - 1)
+        raise ValueError("{}={}: this machine has {}; allowed: auto, cpu{}".format(
+            key, spec, have, ", cuda:0..cuda:{}".format(count - 1) if count else ""))
+    return "cuda:{}".format(index)
+
+
 @dataclass
 class BlindGraspingConfig:
     """Task settings; units are SI (m, kg, s, rad)."""
 
     seed: int = 0
     sim: str = "auto"
-    device: str = "cpu"
+    #: torch device of observations, rewards and dones (the policy's device); auto = cuda:0 if available
+    rl_device: str = "auto"
+    #: device the simulator steps on (MuJoCo: always the CPU); auto = cuda:0 if available
+    sim_device: str = "auto"
+    #: Isaac Gym's camera/viewer GPU; -1 = no graphics (then no render, no viewer)
+    graphics_device_id: int = 0
     episode_length_s: float = 5.0
     control_substeps: int = 10
     render_width: int = 640
@@ -95,6 +125,10 @@ class BlindGraspingConfig:
         for key in positive:
             if not float(getattr(self, key)) > 0:
                 raise ValueError("{}={!r} must be > 0".format(key, getattr(self, key)))
+        for key in ("rl_device", "sim_device"):
+            resolve_device(getattr(self, key), key)
+        if not isinstance(self.graphics_device_id, int) or self.graphics_device_id < -1:
+            raise ValueError("graphics_device_id={!r} must be an integer >= -1".format(self.graphics_device_id))
         for key in ("control_substeps", "render_width", "render_height", "num_threads"):
             val = getattr(self, key)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:

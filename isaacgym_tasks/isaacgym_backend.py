@@ -21,7 +21,7 @@ import torch
 from isaacgym import gymapi, gymtorch  # noqa: F401  (gymtorch registers tensor interop)
 
 from .asset import ASSET_PATH, FINGERTIP_SITES, HAND_JOINTS, hand_only_mjcf, read_asset_info
-from .config import BlindGraspingConfig
+from .config import BlindGraspingConfig, resolve_device
 from .task_core import SimState, TaskCore
 from .task_math import quat_rotate_inverse
 from .vecenv_api import VecEnvApi
@@ -46,15 +46,17 @@ class IsaacGymBlindGrasping(VecEnvApi):
         num_envs: int,
         cfg: BlindGraspingConfig,
         asset_path: str = ASSET_PATH,
-        graphics_device_id: int = 0,
     ) -> None:
         self.cfg = cfg
         self.num_envs = num_envs
-        self.device = torch.device(cfg.device)
+        graphics_device_id = cfg.graphics_device_id
+        # sim_device cuda:N = PhysX on GPU N with the GPU pipeline: tensors never leave that GPU
+        self.device = torch.device(resolve_device(cfg.sim_device, "sim_device"))
+        rl_device = resolve_device(cfg.rl_device, "rl_device")
         self.info = read_asset_info(asset_path)
         self.gym = gymapi.acquire_gym()
         self.substeps = cfg.control_substeps
-        self.core = TaskCore(cfg, self.info, num_envs, self.info.timestep * self.substeps)
+        self.core = TaskCore(cfg, self.info, num_envs, self.info.timestep * self.substeps, self.device, rl_device)
         self.sim = self._create_sim(graphics_device_id)
         self._box_half_fixed = torch.zeros(num_envs, 3, device=self.device)
         self.envs: List[Any] = []
@@ -91,7 +93,7 @@ class IsaacGymBlindGrasping(VecEnvApi):
         compute_id = self.device.index or 0
         sim = self.gym.create_sim(compute_id, graphics_device_id, gymapi.SIM_PHYSX, params)
         if sim is None:
-            raise RuntimeError("Isaac Gym create_sim failed (device={})".format(self.cfg.device))
+            raise RuntimeError("Isaac Gym create_sim failed (sim_device={})".format(self.device))
         plane = gymapi.PlaneParams()
         plane.normal = gymapi.Vec3(0.0, 0.0, 1.0)
         self.gym.add_ground(sim, plane)
@@ -179,7 +181,7 @@ class IsaacGymBlindGrasping(VecEnvApi):
     def reset(self) -> torch.Tensor:
         self._reset_envs(torch.arange(self.num_envs, device=self.device))
         self._simulate_and_refresh(0)
-        return self.core.observe(self._state())
+        return self.core.observe(self._state()).to(self.core.rl_device)
 
     def step(self, actions: Any) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         act = torch.as_tensor(actions, dtype=torch.float32, device=self.device).reshape(self.num_envs, -1)
@@ -188,13 +190,14 @@ class IsaacGymBlindGrasping(VecEnvApi):
         self._simulate_and_refresh(self.substeps)
         res = self.core.evaluate(self._state())
         obs = res.obs
-        if res.reset_ids.numel() > 0:
-            self._reset_envs(res.reset_ids)
+        reset_ids = res.reset_ids
+        if reset_ids.numel() > 0:
+            self._reset_envs(reset_ids)
             self._simulate_and_refresh(0)
             obs = self.core.observe(self._state())
         if self._viewer is not None:
             self._draw_viewer()
-        return obs, res.reward, res.done.to(torch.uint8), res.infos
+        return self.core.output(obs, res)
 
     def _draw_viewer(self) -> None:
         """Draw and pace to real time, as IsaacGymEnvs' VecTask does; closing the window ends nothing."""

@@ -5,7 +5,7 @@ into observations, rewards, dones and the list of envs to reset. Both backends
 drive the same object, so the only per-simulator code left is moving tensors.
 """
 
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -31,20 +31,35 @@ class StepResult(NamedTuple):
     reward: torch.Tensor
     done: torch.Tensor
     infos: Dict[str, object]
-    reset_ids: torch.Tensor
+
+    @property
+    def reset_ids(self) -> torch.Tensor:
+        """Indices of finished envs (a host sync on a GPU: backends that reset by mask never ask)."""
+        return self.done.nonzero(as_tuple=False).flatten()
 
 
 class TaskCore:
     """Buffers and per-step logic of one batch of BlindGrasping episodes."""
 
-    def __init__(self, cfg: BlindGraspingConfig, info: AssetInfo, num_envs: int, control_dt: float) -> None:
+    def __init__(
+        self,
+        cfg: BlindGraspingConfig,
+        info: AssetInfo,
+        num_envs: int,
+        control_dt: float,
+        device: Any = "cpu",
+        rl_device: Any = "cpu",
+    ) -> None:
+        """``device``: where the task math runs (the simulator's tensors); ``rl_device``: where
+        :meth:`output` puts what rl-games receives (the policy's device)."""
         self.cfg = cfg
         self.info = info
         self.num_envs = num_envs
         self.dt = control_dt
         self.max_steps = max(1, int(round(cfg.episode_length_s / control_dt)))
-        dev = torch.device(cfg.device)
+        dev = torch.device(device)
         self.device = dev
+        self.rl_device = torch.device(rl_device)
         j = len(info.joint_lower)
         self.num_joints = j
         self.lower = torch.tensor(info.joint_lower, dtype=torch.float32, device=dev)
@@ -59,7 +74,8 @@ class TaskCore:
         self.hold_time = torch.zeros(num_envs, device=dev)
         self.box_start_xy = torch.zeros(num_envs, 2, device=dev)
         self.box_half = torch.tensor(info.box_half_size, device=dev).repeat(num_envs, 1)
-        self.generator = torch.Generator().manual_seed(cfg.seed)
+        # on the task device: a GPU backend draws its resets without leaving the GPU
+        self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.obs_dim = task_math.obs_dim(j)
 
     def seed(self, seed: int) -> None:
@@ -77,21 +93,8 @@ class TaskCore:
 
     def sample_resets(self, env_ids: torch.Tensor) -> Tuple[task_math.ResetSample, torch.Tensor]:
         """Draw randomisation for ``env_ids``, reset their buffers, and return (sample, initial q [n, J])."""
-        cfg = self.cfg
-        sample = task_math.sample_reset(
-            self.generator,
-            int(env_ids.numel()),
-            cfg.box_half_size_range,
-            cfg.box_mass_range,
-            cfg.box_xy_noise,
-            cfg.box_yaw_noise,
-            cfg.hand_xy_noise,
-            cfg.hand_z_noise,
-        )
-        sample = task_math.ResetSample(*(t.to(self.device) for t in sample))
-        q0 = self.open_pose.repeat(int(env_ids.numel()), 1)
-        q0[:, :NUM_BASE_JOINTS] += sample.hand_offset
-        q0 = torch.max(torch.min(q0, self.upper), self.lower)
+        sample = self._draw(int(env_ids.numel()))
+        q0 = self._initial_pose(sample)
         self.targets[env_ids] = q0
         self.prev_actions[env_ids] = 0.0
         self.progress[env_ids] = 0
@@ -99,6 +102,51 @@ class TaskCore:
         self.box_start_xy[env_ids] = sample.box_xy
         self.box_half[env_ids] = sample.box_half
         return sample, q0
+
+    def sample_resets_where(self, mask: torch.Tensor) -> Tuple[task_math.ResetSample, torch.Tensor]:
+        """Like :meth:`sample_resets` for the envs where ``mask`` [N] is true, with no host sync.
+
+        Draws for all N envs (same distributions) and keeps the draws where ``mask`` holds; the
+        returned sample and pose [N, J] are to be applied with the same mask.
+        """
+        sample = self._draw(self.num_envs)
+        q0 = self._initial_pose(sample)
+        m = mask.view(-1, 1)
+        self.targets = torch.where(m, q0, self.targets)
+        self.prev_actions = torch.where(m, torch.zeros_like(self.prev_actions), self.prev_actions)
+        self.progress = torch.where(mask, torch.zeros_like(self.progress), self.progress)
+        self.hold_time = torch.where(mask, torch.zeros_like(self.hold_time), self.hold_time)
+        self.box_start_xy = torch.where(m, sample.box_xy, self.box_start_xy)
+        self.box_half = torch.where(m, sample.box_half, self.box_half)
+        return sample, q0
+
+    def _draw(self, n: int) -> task_math.ResetSample:
+        cfg = self.cfg
+        return task_math.sample_reset(
+            self.generator,
+            n,
+            cfg.box_half_size_range,
+            cfg.box_mass_range,
+            cfg.box_xy_noise,
+            cfg.box_yaw_noise,
+            cfg.hand_xy_noise,
+            cfg.hand_z_noise,
+        )
+
+    def _initial_pose(self, sample: task_math.ResetSample) -> torch.Tensor:
+        q0 = self.open_pose.repeat(sample.box_mass.shape[0], 1)
+        q0[:, :NUM_BASE_JOINTS] += sample.hand_offset
+        return torch.max(torch.min(q0, self.upper), self.lower)
+
+    def output(self, obs: torch.Tensor, res: StepResult) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
+        """``(obs, reward, done, infos)`` for rl-games, every tensor on ``rl_device``.
+
+        rl-games passes an env's torch tensors to the policy unchanged (the Isaac Gym convention),
+        so a CPU simulator next to a CUDA policy must move them; same device = no copy.
+        """
+        rl = self.rl_device
+        infos = {k: _to(v, rl) for k, v in res.infos.items()}
+        return obs.to(rl), res.reward.to(rl), res.done.to(rl, torch.uint8), infos
 
     def observe(self, s: SimState) -> torch.Tensor:
         """Observation [N, obs_dim] from the current state (no box pose in it)."""
@@ -158,12 +206,19 @@ class TaskCore:
         infos: Dict[str, object] = {
             "time_outs": timeout,
             "successes": success,
-            # DefaultAlgoObserver logs infos['scores'] of finished envs as scores/mean = success rate.
+            # DefaultAlgoObserver logs infos['scores'] of finished envs as scores/mean = success rate;
+            # it indexes them with numpy, so this one small array [N] is copied to the host each step.
             "scores": success.float().cpu().numpy(),
             "box_contacts": n_contact,
             "lift": lift,
             "episode": dict(zip(["rew_" + k for k in terms], torch.stack(list(terms.values())).mean(dim=1))),
         }
-        obs = self.observe(s)
-        reset_ids = done.nonzero(as_tuple=False).flatten()
-        return StepResult(obs, reward, done, infos, reset_ids)
+        return StepResult(self.observe(s), reward, done, infos)
+
+
+def _to(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: _to(v, device) for k, v in value.items()}
+    return value

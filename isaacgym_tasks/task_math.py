@@ -195,7 +195,7 @@ def sample_reset(
     """Draw reset randomisation from ``generator`` so a seed fixes every episode."""
 
     def uniform(shape: Tuple[int, ...], lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=generator)
+        return lo + (hi - lo) * torch.rand(shape, generator=generator, device=generator.device)
 
     yaw = uniform((n,), -box_yaw_noise, box_yaw_noise)
     half_yaw = 0.5 * yaw

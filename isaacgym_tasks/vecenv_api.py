@@ -14,6 +14,11 @@ class VecEnvApi:
     action_space: Any
     observation_space: Any
 
+    @property
+    def control_dt(self) -> float:
+        """Seconds of simulated time per ``step`` (players pace real-time viewing and video by it)."""
+        return float(self.core.dt)
+
     def get_number_of_agents(self) -> int:
         return 1
 

@@ -36,7 +36,7 @@ ALIASES = {
     "streamRealtime": "stream.realtime",
 }
 CHOICES = {
-    "sim": ("auto", "mujoco", "isaacgym"),
+    "sim": ("auto", "mujoco", "mjwarp", "isaacgym"),
     "train.swapAt": ("auto", "game", "step"),
     "train.loadEnvState": ("always", "first", "never"),
 }
@@ -45,6 +45,7 @@ NULLABLE = {"numEnvs": int, "train.config": str, "train.maxEpochs": int, "stream
 # (minimum, maximum) for numbers.
 RANGES = {
     "numEnvs": (1, 1 << 20),
+    "graphics_device_id": (-1, 63),
     "train.reloadInterval": (0, 1e9),
     "train.testGamesNum": (0, 1 << 62),
     "train.maxEpochs": (1, 1 << 62),

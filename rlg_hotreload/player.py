@@ -165,6 +165,19 @@ class HotReloadPlayer(PpoPlayerContinuous):
             cls._assign_supported = "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
         return {"assign": True} if cls._assign_supported else {}
 
+    def env_step(self, env: Any, actions: torch.Tensor) -> Any:
+        """As rl-games', but rewards and dones stay on the policy's device: the stock player copies
+        them to the CPU at every step, a host sync per step for a GPU simulator."""
+        if not self.is_tensor_obses:
+            obs, rewards, dones, infos = super().env_step(env, actions)
+        else:
+            obs, rewards, dones, infos = env.step(actions)
+            if self.value_size > 1:
+                rewards = rewards[0]
+            obs = self.obs_to_torch(obs)
+        dev = self.device
+        return obs, torch.as_tensor(rewards, device=dev), torch.as_tensor(dones, device=dev), infos
+
     # -- frames --------------------------------------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
         """Render now (player thread) through ``frame_source`` if set, else ``env.render()``."""
@@ -216,9 +229,10 @@ class HotReloadPlayer(PpoPlayerContinuous):
         manual_reset = not self.player_config.get("use_vecenv", False) and batch_size == 1
         swap_at_game = self.swap_at == "game" or (self.swap_at == "auto" and batch_size == 1)
         self.init_rnn()
-        cr = torch.zeros(batch_size, dtype=torch.float32)
-        steps = torch.zeros(batch_size, dtype=torch.float32)
-        owner = torch.full((batch_size,), self.current.index if self.current else 0, dtype=torch.long)
+        dev = self.device  # next to the env's rewards and dones (the policy's device)
+        cr = torch.zeros(batch_size, dtype=torch.float32, device=dev)
+        steps = torch.zeros(batch_size, dtype=torch.float32, device=dev)
+        owner = torch.full((batch_size,), self.current.index if self.current else 0, dtype=torch.long, device=dev)
         n_games = self.games_num
         at_boundary = True
         step_no = 0

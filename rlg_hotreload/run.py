@@ -49,7 +49,9 @@ def _register_task(task: str) -> None:
     )
 
 
-def _train_config_path(cfg: Dict[str, Any]) -> str:
+def _train_config_path(cfg: Dict[str, Any], sim: Optional[str] = None) -> str:
+    """The rl-games YAML: ``train.config``, else ``cfg/train/<task>PPO_<sim>.yaml`` (a backend's own
+    hyperparameters, e.g. 4096 envs on a GPU), else ``cfg/train/<task>PPO.yaml``."""
     explicit = cfg["train"]["config"]
     if explicit:
         if not os.path.isfile(explicit):
@@ -57,6 +59,8 @@ def _train_config_path(cfg: Dict[str, Any]) -> str:
         return explicit
     task = cfg["task"]
     names = [task + "PPO.yaml", re.sub(r"-v\d+$", "", task) + "PPO.yaml"]
+    if sim:
+        names.insert(0, "%sPPO_%s.yaml" % (task, sim))
     for name in names:
         path = cfglib.find_cfg_file(os.path.join("train", name))
         if path:
@@ -88,15 +92,29 @@ def _check_checkpoint(spec: str, test: bool) -> None:
         raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
 
 
-def _check_env_config(task: str, env_config: Dict[str, Any]) -> None:
-    """Our tasks validate their env_config up front (unknown key, bad sim, viewer without display)."""
+def _check_env_config(task: str, env_config: Dict[str, Any]) -> Optional[str]:
+    """Our tasks validate their env_config up front (unknown key, bad sim, missing GPU or warp, viewer
+    without display); returns the BlindGrasping backend that will run (None for other tasks)."""
     try:
         import isaacgym_tasks
     except ImportError:
-        return
-    if task == isaacgym_tasks.TASK_NAME:
+        return None
+    if task != isaacgym_tasks.TASK_NAME:
+        return None
+    try:
+        return isaacgym_tasks.check_config(**{k: v for k, v in env_config.items() if k != "seed"})
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def resolve_devices(cfg: Dict[str, Any]) -> None:
+    """Replace ``auto``/``cuda`` in ``rl_device``/``sim_device`` by concrete devices; ConfigError for a
+    malformed device or one this machine lacks (``rl_device=cuda:3`` with one GPU)."""
+    from isaacgym_tasks.config import resolve_device
+
+    for key in ("rl_device", "sim_device"):
         try:
-            isaacgym_tasks.check_config(**{k: v for k, v in env_config.items() if k != "seed"})
+            cfg[key] = resolve_device(cfg[key], key)
         except ValueError as e:
             raise ConfigError(str(e)) from e
 
@@ -114,6 +132,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
     tr = cfg["train"]
     test = tr["test"]
     params["seed"] = cfg["seed"]
+    conf["device"] = conf["device_name"] = cfg["rl_device"]  # trainer and player read one each
     conf["env_name"] = cfg["task"]
     conf["name"] = _safe_name(cfg["task"])
     conf["train_dir"] = tr["trainDir"]
@@ -130,6 +149,9 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
         env_config["render_mode"] = "rgb_array" if watching else (None if cfg["headless"] else "human")
     else:
         env_config["sim"] = cfg["sim"]
+        env_config["rl_device"] = cfg["rl_device"]
+        env_config["sim_device"] = cfg["sim_device"]
+        env_config["graphics_device_id"] = cfg["graphics_device_id"]
         env_config.setdefault("render_width", cfg["stream"]["width"])
         env_config.setdefault("render_height", cfg["stream"]["height"])
         env_config.setdefault("headless", cfg["headless"])
@@ -210,7 +232,11 @@ def run(cfg: Dict[str, Any]) -> int:
     if cfg["headless"] or cfg["stream"]["enabled"] or cfg["record"]["enabled"]:
         os.environ.setdefault("MUJOCO_GL", "egl")
     _register_task(cfg["task"])
-    yaml_path = _train_config_path(cfg)
+    sim = _check_env_config(cfg["task"], {"sim": cfg["sim"], "sim_device": cfg["sim_device"]})
+    resolve_devices(cfg)
+    if sim is not None:
+        cfg["sim"] = sim  # the backend chosen once, here, so the config file and the env agree
+    yaml_path = _train_config_path(cfg, sim)
     yaml_cfg = cfglib._read_yaml(yaml_path, "train.config")  # noqa: SLF001
     params = build_params(cfg, yaml_cfg)
     _check_env_config(cfg["task"], params["config"]["env_config"])
@@ -256,8 +282,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlg_hotreload.run",
         description="Train with rl-games, or play the newest checkpoint forever with hot reload.",
-        epilog="Examples: --cfg cfg/train_headless.yaml task=Pendulum-v1 | "
-        "config=test_stream testGamesNum=0 checkpoint=latest",
+        epilog="Keys (all in cfg/base.yaml; README: config reference): task, sim (auto|mujoco|mjwarp|isaacgym), "
+        "rl_device and sim_device (auto|cpu|cuda:N), graphics_device_id, numEnvs, seed, headless, checkpoint, "
+        "reloadInterval, testGamesNum, maxEpochs, stream.*, record.*. "
+        "Examples: --cfg cfg/train_headless.yaml task=Pendulum-v1 | "
+        "config=test_stream testGamesNum=0 checkpoint=latest | config=train_headless sim=mjwarp rl_device=cuda:0",
     )
     parser.add_argument("--cfg", help="preset YAML (cfg/test.yaml, cfg/test_stream.yaml, ...)")
     parser.add_argument("overrides", nargs="*", help="key=value (see README: config reference)")

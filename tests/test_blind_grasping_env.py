@@ -64,7 +64,7 @@ def test_observation_does_not_contain_the_box_pose():
     env = isaacgym_tasks.make_env(2, sim="mujoco", seed=0)
     before = env.core.observe(env._state())
     d, m = env.datas[1], env.models[1]
-    d.qpos[env._box_qadr : env._box_qadr + 3] += (0.05, -0.04, 0.0)  # move the box, nothing else
+    d.qpos[env.layout.box_qadr : env.layout.box_qadr + 3] += (0.05, -0.04, 0.0)  # move the box, nothing else
     mujoco.mj_forward(m, d)
     env._gather(1)
     after = env.core.observe(env._state())
@@ -109,9 +109,9 @@ def test_seeded_runs_are_reproducible_and_seeds_differ():
 
 def test_reset_randomises_box_size_and_mass_per_world():
     env = isaacgym_tasks.make_env(4, sim="mujoco", seed=2)
-    g = env._box_geom
+    g = env.layout.box_geom
     sizes = np.array([m.geom_size[g].copy() for m in env.models])
-    masses = np.array([m.body_mass[env._box_body] for m in env.models])
+    masses = np.array([m.body_mass[env.layout.box_body] for m in env.models])
     assert len({tuple(s) for s in sizes}) == 4 and len(set(masses)) == 4
     assert sizes.min() >= 0.025 and sizes.max() <= 0.035
     # box rests on the table top, not inside it
@@ -131,9 +131,12 @@ def test_render_returns_an_rgb_frame_of_the_configured_size():
 
 def test_sim_selection_and_errors():
     has_isaacgym = importlib.util.find_spec("isaacgym") is not None
-    assert isaacgym_tasks.resolve_sim("auto") == ("isaacgym" if has_isaacgym else "mujoco")
+    has_warp = importlib.util.find_spec("mujoco_warp") is not None
+    gpu_auto = "mjwarp" if has_warp and torch.cuda.is_available() else "mujoco"
+    assert isaacgym_tasks.resolve_sim("auto", "auto") == ("isaacgym" if has_isaacgym else gpu_auto)
+    assert isaacgym_tasks.resolve_sim("auto", "cpu") == ("isaacgym" if has_isaacgym else "mujoco")
     assert isaacgym_tasks.resolve_sim("mujoco") == "mujoco"
-    with pytest.raises(ValueError, match="sim='bullet'.*auto, mujoco, isaacgym"):
+    with pytest.raises(ValueError, match="sim='bullet'.*auto, mujoco, mjwarp, isaacgym"):
         isaacgym_tasks.make_env(1, sim="bullet")
     if not has_isaacgym:
         with pytest.raises(ValueError, match="isaacgym package is not installed"):

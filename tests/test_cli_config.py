@@ -11,7 +11,7 @@ BAD = [
     (["reloadIntervl=5"], r"unknown key 'reloadIntervl'; did you mean 'reloadInterval'\?"),
     (["numEnvs=0"], r"numEnvs=0: allowed range is 1 to"),
     (["numEnvs=two"], r"numEnvs=two: must be a number"),
-    (["sim=mjc"], r"sim=mjc: allowed values are auto, mujoco, isaacgym; did you mean 'mujoco'\?"),
+    (["sim=mjc"], r"sim=mjc: allowed values are auto, mujoco, mjwarp, isaacgym; did you mean 'mujoco'\?"),
     (["train.test=maybe"], r"train.test=maybe: allowed values are true, false"),
     (
         ["config=test_vewer"],
