@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from procs import REPO, run_cli
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
