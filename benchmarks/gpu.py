@@ -63,11 +63,12 @@ def raw_physics_speed(n: int, steps: int) -> float:
     import warp as wp
 
     from isaacgym_tasks.asset import ASSET_PATH
+    from isaacgym_tasks.mjwarp_backend import NCONMAX, NJMAX
 
     mjm = mujoco.MjModel.from_xml_path(ASSET_PATH)
     with wp.ScopedDevice(CUDA):
         m = mjw.put_model(mjm)
-        d = mjw.make_data(mjm, nworld=n)
+        d = mjw.make_data(mjm, nworld=n, nconmax=NCONMAX, njmax=NJMAX)  # as the env allocates
         lo, hi = (torch.tensor(mjm.actuator_ctrlrange[:, i], device=CUDA) for i in (0, 1))
         ctrl = wp.to_torch(d.ctrl)
         ctrl.copy_(lo + (hi - lo) * torch.rand(n, mjm.nu, device=CUDA))  # random targets per world
@@ -208,6 +209,7 @@ def evaluate(ckpt: str, num_envs: int, seed: int) -> Tuple[float, float]:
     player.model.load_state_dict(state["model"])
     env = player.env
     obs = env.reset()
+    player.get_batch_size(obs, 1)  # tells the stock player its input is batched
     finished = torch.zeros(num_envs, dtype=torch.bool, device=CUDA)
     success = torch.zeros(num_envs, dtype=torch.bool, device=CUDA)
     reward = torch.zeros(num_envs, device=CUDA)
@@ -244,13 +246,13 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
     while time.time() < half:
         time.sleep(1)
     # second half: one browser-like client watches the stream
-    frames: List[float] = []
+    stream_times: List[float] = []
     url = "http://127.0.0.1:%d/stream" % args.port
     watch_start = time.time()
     try:
         client = MjpegClient(url, timeout=10)
         for _part in client.parts():
-            frames.append(time.time())
+            stream_times.append(time.time())
             if time.time() > t_ready + args.seconds:
                 break
         client.close()
@@ -262,7 +264,8 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
     # training speed unwatched (first half, after a warm-up) vs watched (second half)
     unwatched = _fps_lines(train.lines, t_ready + 20, watch_start)
     watched = _fps_lines(train.lines, watch_start + 2, watch_end)
-    fps_stream = (len(frames) - 1) / (frames[-1] - frames[0]) if len(frames) > 2 else 0.0
+    st = stream_times
+    fps_stream = (len(st) - 1) / (st[-1] - st[0]) if len(st) > 2 else 0.0
     reload_lines = [ln for _, ln in monitor.lines if "Reloaded " in ln or "Loaded " in ln]
     ages = [float(m.group(1)) for ln in reload_lines for m in [re.search(r"file age ([0-9.]+) s", ln)] if m]
     errors = [ln for _, ln in monitor.lines if re.search(r"Traceback|Error|Could not|refused|warning", ln, re.I)]
@@ -277,7 +280,7 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
         curve.append({"minutes": round(minutes, 2), "epoch": epoch, "success": round(succ, 3), "reward": round(rew, 1)})
         print("epoch %5d  %5.2f min  success %.3f  reward %.1f" % (epoch, minutes, succ, rew))
     hit = next((c["minutes"] for c in curve if c["success"] >= 0.8), None)
-    frames_total = sum(int(m.group(1)) for _, ln in train.lines for m in [re.search(r"frames: (\d+)", ln)] if m)
+    frames = [int(m.group(1)) for _, ln in train.lines for m in [re.search(r"frames: (\d+)", ln)] if m]
     out = {
         "train_seconds_after_compile": args.seconds,
         "minutes_to_80pct_success": hit,
@@ -287,7 +290,7 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
         "train_speed_watched_ratio": round(statistics.median(watched) / statistics.median(unwatched), 3)
         if watched and unwatched else None,
         "stream_fps_while_watched": round(fps_stream, 1),
-        "stream_frames": len(frames),
+        "stream_frames": len(st),
         "hot_reload_on_cuda": {
             "reloads": max(0, len(reload_lines) - 1),
             "errors": len(errors),
@@ -295,7 +298,7 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
             "error_lines": errors[:5],
         },
         "exit_codes": {"train": train_rc, "monitor": monitor_rc},
-        "frames_last": frames_total,
+        "train_frames": frames[-1] if frames else None,
     }
     print_table(
         [

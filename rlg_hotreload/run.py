@@ -262,7 +262,9 @@ def run(cfg: Dict[str, Any]) -> int:
         except StreamerError as e:  # e.g. all ports taken: an error, never silence
             raise ConfigError(str(e)) from e
     try:
-        runner = Runner()
+        from rlg_hotreload.observer import SuccessObserver
+
+        runner = Runner(algo_observer=SuccessObserver())
         rlg_hotreload.register(runner, callbacks=callbacks)
         runner.load({"params": params})
         runner.run({"train": not test, "play": test, "checkpoint": tr["checkpoint"] or None})

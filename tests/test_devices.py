@@ -110,3 +110,19 @@ def test_mjwarp_on_cuda_scripted_grasp_stays_on_the_gpu():
     frame = env.render()
     assert frame.shape == (480, 640, 3) and frame.std() > 5
     env.close()
+
+
+def test_success_observer_logs_success_rate_of_finished_envs_only():
+    """The CLI's training observer: one indexed mean instead of rl-games' loop over finished envs."""
+    from types import SimpleNamespace
+
+    from rlg_hotreload.observer import SuccessObserver
+
+    obs = SuccessObserver()
+    obs.after_init(SimpleNamespace(games_to_track=100, ppo_device="cpu", writer=None, num_agents=1))
+    successes = torch.tensor([True, False, True, True])
+    obs.process_infos({"successes": successes, "scores": successes.float().numpy()}, torch.tensor([[0], [1], [3]]))
+    assert obs.game_scores.current_size == 3
+    assert obs.game_scores.get_mean().item() == pytest.approx(2 / 3)
+    obs.process_infos({"scores": [1.0, 0.0]}, torch.tensor([[1]]))  # no 'successes': the stock path
+    assert obs.game_scores.current_size == 4
