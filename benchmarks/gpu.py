@@ -242,7 +242,7 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
     t_monitor, t_watch = t_ready + args.seconds / 3, t_ready + 2 * args.seconds / 3
     while time.time() < t_monitor:
         time.sleep(1)
-    monitor = Proc(["config=test_stream", "checkpoint=latest", "reloadInterval=1", "sim=mjwarp",
+    monitor = Proc(["config=test_stream", "checkpoint=latest", "reloadInterval=1", "sim=" + args.monitor_sim,
                     "rl_device=" + CUDA, "numEnvs=1", "streamPort=%d" % args.port,
                     "printStats=false"], work, os.path.join(logs, "monitor.log"))  # fmt: skip
     monitor.wait_for(r"Streaming at", 600)
@@ -284,6 +284,7 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
     hit = next((c["minutes"] for c in curve if c["success"] >= 0.8), None)
     frames = [int(m.group(1)) for _, ln in train.lines for m in [re.search(r"frames: (\d+)", ln)] if m]
     out = {
+        "monitor": "HotReloadPlayer, policy on %s, sim=%s, 1 env, stream 30 fps cap" % (CUDA, args.monitor_sim),
         "train_seconds_after_compile": args.seconds,
         "minutes_to_80pct_success": hit,
         "success_curve": curve,
@@ -329,6 +330,8 @@ def main() -> None:
     ap.add_argument("--eval-envs", type=int, default=1024)
     ap.add_argument("--eval-points", type=int, default=12)
     ap.add_argument("--port", type=int, default=58090)
+    ap.add_argument("--monitor-sim", choices=("mjwarp", "mujoco"), default="mujoco",
+                    help="the monitor's simulator (its policy is on cuda:0 either way)")
     ap.add_argument("--out", default=None, help="also write gpu.json (and logs) here")
     args = ap.parse_args()
     if not torch.cuda.is_available():
@@ -340,9 +343,16 @@ def main() -> None:
             result = json.load(f)
     result["device"] = torch.cuda.get_device_name(0)
     if args.stage in ("speed", "all"):
-        result["speed"] = {"machine": machine(), **stage_speed(args)}
+        runs = result.get("speed_runs", [])
+        runs.append({"machine": machine(), **stage_speed(args)})
+        result["speed_runs"] = runs
+        result["speed_median"] = {
+            key: statistics.median(r[key] for r in runs)
+            for key in ("mjwarp_env_steps_per_s", "raw_physics_steps_per_s", "env_vs_raw_over_substeps",
+                        "cpu_env_steps_per_s", "gpu_vs_cpu")
+        }  # fmt: skip
     if args.stage in ("train", "all"):
-        result["train"] = {"machine": machine(), **stage_train(args)}
+        result["train_monitor_" + args.monitor_sim] = {"machine": machine(), **stage_train(args)}
     result["command"] = "python benchmarks/gpu.py " + " ".join(sys.argv[1:])
     for folder in [RESULTS] + ([args.out] if args.out else []):
         os.makedirs(folder, exist_ok=True)
