@@ -242,6 +242,16 @@ def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
     t_monitor, t_watch = t_ready + args.seconds / 3, t_ready + 2 * args.seconds / 3
     while time.time() < t_monitor:
         time.sleep(1)
+    if args.monitor_sim == "none":  # A/A: training alone in all three thirds (how much speed drifts by itself)
+        while time.time() < t_ready + args.seconds:
+            time.sleep(1)
+        train.stop()
+        thirds = [_fps_lines(train.lines, a + 10, b) for a, b in ((t_ready, t_monitor), (t_monitor, t_watch),
+                                                                   (t_watch, t_ready + args.seconds))]
+        med = [statistics.median(x) if x else None for x in thirds]
+        print("training alone, thirds:", med)
+        return {"monitor": "none (A/A)", "train_fps_total_thirds_median": med,
+                "third_vs_first": round(med[2] / med[0], 3) if med[0] and med[2] else None}
     monitor = Proc(["config=test_stream", "checkpoint=latest", "reloadInterval=1", "sim=" + args.monitor_sim,
                     "rl_device=" + CUDA, "numEnvs=1", "streamPort=%d" % args.port,
                     "printStats=false"], work, os.path.join(logs, "monitor.log"))  # fmt: skip
@@ -330,7 +340,7 @@ def main() -> None:
     ap.add_argument("--eval-envs", type=int, default=1024)
     ap.add_argument("--eval-points", type=int, default=12)
     ap.add_argument("--port", type=int, default=58090)
-    ap.add_argument("--monitor-sim", choices=("mjwarp", "mujoco"), default="mujoco",
+    ap.add_argument("--monitor-sim", choices=("mjwarp", "mujoco", "none"), default="mujoco",
                     help="the monitor's simulator (its policy is on cuda:0 either way)")
     ap.add_argument("--out", default=None, help="also write gpu.json (and logs) here")
     args = ap.parse_args()
