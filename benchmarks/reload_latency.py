@@ -22,7 +22,7 @@ import torch
 from common import build_player, fake_training_checkpoint, print_table, write_result
 
 from rlg_hotreload import PlayerCallback
-from rlg_hotreload.loadproc import ProcessLoader
+from rlg_hotreload.reload import ProcessLoader
 
 
 def pct(xs, q):

@@ -77,6 +77,7 @@ class Summary:
     reloads: int = 0
     per_checkpoint: Dict[Optional[int], CheckpointStats] = field(default_factory=dict)
     checkpoints: List[CheckpointInfo] = field(default_factory=list)
+    watcher: Dict[str, Any] = field(default_factory=dict)  # the watcher's health at the end (see /status)
 
     @property
     def mean_reward(self) -> float:

@@ -4,7 +4,11 @@ Why a subclass with its own ``run()``: the stock loop caps a game at 27000 steps
 crashes in its summary) for ``games_num: 0``, and reloads in evaluation mode by copying weights while
 the policy may run. Here the loop is the stock one in spirit (same per-game prints, same RNN handling)
 with three additions: an unbounded mode, a weight swap between two steps (never inside a forward
-pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread.
+pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread
+(:mod:`rlg_hotreload.reload`), the first load included.
+
+Why a rollback: validation proves a checkpoint fits the network, not that the network can act with it; a
+swap whose first forward pass raises is undone (the previous weights play on) and the file is refused.
 """
 
 import logging
@@ -24,8 +28,13 @@ from rlg_hotreload.callbacks import (
     EpisodeRecord,
     Summary,
 )
-from rlg_hotreload.checkpoints import CheckpointSource
-from rlg_hotreload.loader import CheckpointError, CheckpointWatcher, LoadedCheckpoint
+from rlg_hotreload.reload import (
+    LOADERS,
+    CheckpointError,
+    CheckpointSource,
+    CheckpointWatcher,
+    LoadedCheckpoint,
+)
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -33,6 +42,8 @@ SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
 MIXED = -1
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
+FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 def _ensure_log_handler() -> None:
@@ -71,7 +82,10 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.swap_at = _choice(pc, "swap_at", SWAP_AT, "auto")
         self.load_env_state = _choice(pc, "load_env_state", ENV_STATE, "always")
         self.train_dir = str(pc.get("train_dir", "runs"))
-        self.isolate_loads = _choice(pc, "loader", ("process", "thread"), "process") == "process"
+        self.loader = _choice(pc, "loader", tuple(LOADERS), "process")
+        self.max_checkpoint_mb = float(pc.get("max_checkpoint_mb", 2048))
+        if not self.max_checkpoint_mb > 0:
+            raise ValueError("player.max_checkpoint_mb=%r: must be > 0" % self.max_checkpoint_mb)
         games = int(pc.get("games_num", 0))
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
@@ -83,17 +97,31 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         self._restore_spec = pc.get("checkpoint") or None
+        self._rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
+        self._initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- checkpoint handling ---------------------------------------------------------------------
     def restore(self, fn: str) -> None:
         """Follow ``fn`` (a .pth file, an experiment folder, or ``latest``); load it now if present.
 
         rl-games' Runner calls this with ``checkpoint``. Unlike the stock restore, a missing or bad
-        file is not fatal: the player waits for a valid one.
+        file is not fatal: the player waits for a valid one. The load runs on the watcher (in the loader
+        child) like every later one; this waits for the first check, bounded and interruptible. A named
+        file of another network raises CheckpointError (kind ``mismatch``).
         """
         self._restore_spec = fn
         watcher = self._make_watcher(fn)
-        if watcher.poll():
+        watcher.start()
+        restore_signals = self._install_signal_handlers()
+        try:
+            deadline = time.monotonic() + FIRST_CHECK_WAIT_S
+            while not self._stop_event.is_set() and time.monotonic() < deadline:
+                if watcher.wait_first_check(0.2):
+                    break
+        finally:
+            restore_signals()
+        self._raise_if_fatal()
+        if watcher.ready:
             self._swap(watcher.take())
 
     def _make_watcher(self, spec: str) -> CheckpointWatcher:
@@ -101,9 +129,19 @@ class HotReloadPlayer(PpoPlayerContinuous):
             source = CheckpointSource(spec, self.train_dir)
             self.source = source.describe()
             self.watcher = CheckpointWatcher(
-                source, self.model.state_dict(), self.reload_interval, isolate=self.isolate_loads
-            )
+                source, self.model.state_dict(), self.reload_interval, loader=self.loader,
+                max_bytes=int(self.max_checkpoint_mb * 2**20),
+            )  # fmt: skip
         return self.watcher
+
+    def _raise_if_fatal(self) -> None:
+        if self.watcher is not None and self.watcher.fatal is not None and self.current is None:
+            self.watcher.stop()
+            raise self.watcher.fatal
+
+    def reload_health(self) -> Dict[str, Any]:
+        """The watcher's health (last check, last error, loader); thread-safe, for /status."""
+        return self.watcher.health() if self.watcher is not None else {}
 
     def request_stop(self) -> None:
         """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
@@ -113,11 +151,15 @@ class HotReloadPlayer(PpoPlayerContinuous):
         """Put new weights in place. Called on the player thread between two steps only."""
         if loaded is None:
             return
+        previous = dict(self.model.state_dict())  # references only: the old tensors, kept for a rollback
         try:
             self.model.load_state_dict(loaded.state, **self._assign_kw())
         except RuntimeError as e:  # validated already; keep playing if torch still disagrees
             log.warning("Could not swap in %s: %s", loaded.version.path, e)
+            if self.watcher is not None:
+                self.watcher.reject(loaded.version)
             return
+        self._rollback = (previous, self.current, loaded.version)
         first = self.current is None
         if loaded.env_state is not None and self.env is not None:
             if self.load_env_state == "always" or (self.load_env_state == "first" and first):
@@ -165,6 +207,28 @@ class HotReloadPlayer(PpoPlayerContinuous):
             cls._assign_supported = "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
         return {"assign": True} if cls._assign_supported else {}
 
+    def _roll_back(self, error: BaseException) -> None:
+        """Undo the last swap: its first forward pass failed. The previous weights play on."""
+        previous, info, version = self._rollback
+        self._rollback = None
+        self.model.load_state_dict(previous if info is not None else self._initial_state, **self._assign_kw())
+        if self.watcher is not None:
+            self.watcher.reject(version)
+        s = self.summary
+        dropped = s.checkpoints.pop()
+        s.per_checkpoint.pop(dropped.index, None)
+        if info is not None:
+            s.reloads -= 1
+        self.current = info
+        if self.is_rnn and self.states is not None:
+            self.init_rnn()
+        msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        log.warning(
+            "Rolled back %s: its first forward pass failed (%s: %s); %s",
+            version.path, type(error).__name__, msg,
+            "playing %s again" % info.label if info is not None else "nothing is playing: waiting for a checkpoint",
+        )  # fmt: skip
+
     # -- frames --------------------------------------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
         """Render now (player thread) through ``frame_source`` if set, else ``env.render()``."""
@@ -192,22 +256,30 @@ class HotReloadPlayer(PpoPlayerContinuous):
                     raise CheckpointError("no checkpoint given: set checkpoint=<file|folder|latest>")
                 self._make_watcher(self._restore_spec)
             assert self.watcher is not None
-            if self.reload_interval > 0 or self.current is None:
-                self.watcher.start()
-            while self.current is None and not self._stop_event.is_set():
-                if self.watcher.wait(0.2):
-                    self._swap(self.watcher.take())
-            if self.current is not None:
-                self.callbacks.on_start(self)
-                self._play()
+            self.watcher.start()
+            started = False
+            while not self._stop_event.is_set():
+                while self.current is None and not self._stop_event.is_set():
+                    if self.watcher.wait(0.2):
+                        self._raise_if_fatal()
+                        self._swap(self.watcher.take())
+                if self.current is None:
+                    break
+                if not started:
+                    started = True
+                    self.callbacks.on_start(self)
+                if not self._play():
+                    break  # else the first checkpoint was rolled back: wait for another
         finally:
             if self.watcher is not None:
                 self.watcher.stop()
+                self.summary.watcher = self.watcher.health()
             restore_signals()
             self._finish()
         return self.summary
 
-    def _play(self) -> None:
+    def _play(self) -> bool:
+        """The step loop. Returns True if it must wait for a first checkpoint again (a rollback)."""
         assert self.watcher is not None
         watcher, cbs, summary = self.watcher, self.callbacks, self.summary
         deterministic = self.is_deterministic
@@ -223,12 +295,22 @@ class HotReloadPlayer(PpoPlayerContinuous):
         at_boundary = True
         step_no = 0
         while not self._stop_event.is_set():
-            if watcher._pending is not None and (at_boundary or not swap_at_game):
+            if watcher.ready and (at_boundary or not swap_at_game):
                 self._swap(watcher.take())
                 owner[steps > 0] = MIXED
                 owner[steps == 0] = self.current.index  # type: ignore[union-attr]
             at_boundary = False
-            action = self.get_action(obses, deterministic)
+            try:
+                action = self.get_action(obses, deterministic)
+            except (RuntimeError, ValueError) as e:
+                if self._rollback is None:
+                    raise
+                self._roll_back(e)
+                if self.current is None:
+                    return True
+                owner[steps == 0] = self.current.index
+                continue
+            self._rollback = None
             obses, r, done, info = self.env_step(self.env, action)
             cr += r
             steps += 1
@@ -258,6 +340,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 break
             if manual_reset:
                 obses = self.env_reset(self.env)
+        return False
 
     def _record(self, env_index: int, reward: float, length: int, owner: int) -> None:
         ckpt = owner if owner != MIXED else None
@@ -283,6 +366,12 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
                 s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
             )  # fmt: skip
+            h = s.watcher
+            if h:
+                log.info(
+                    "  watcher: %d checks, last %s s ago, %d errors%s", h["checks"], h["last_check_age_s"],
+                    h["errors"], " (last: %s)" % h["last_error"] if h["last_error"] else "",
+                )  # fmt: skip
             rows = [(k, v) for k, v in s.per_checkpoint.items() if k is not None]
             if len(rows) > SUMMARY_ROWS:
                 log.info("  (%d older checkpoints not listed)", len(rows) - SUMMARY_ROWS)
@@ -302,7 +391,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 close()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGINT/SIGTERM end the loop after the current step; a second Ctrl+C aborts at once."""
+        """SIGINT/SIGTERM/SIGHUP end the loop after the current step; a second Ctrl+C aborts at once."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
 
@@ -312,7 +401,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
             log.info("Stopping (%s) ...", signal.Signals(signum).name)
             self._stop_event.set()
 
-        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
 
         def restore() -> None:
             for sig, h in old.items():
