@@ -12,7 +12,6 @@ swap whose first forward pass raises is undone (the previous weights play on) an
 """
 
 import logging
-import signal
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -33,8 +32,9 @@ from rlg_hotreload.reload import (
     CheckpointError,
     CheckpointSource,
     CheckpointWatcher,
-    LoadedCheckpoint,
 )
+from rlg_hotreload.signals import install_stop_handlers
+from rlg_hotreload.swap import WeightSwap
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -43,7 +43,6 @@ ENV_STATE = ("always", "first", "never")
 MIXED = -1
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
-STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 def _ensure_log_handler() -> None:
@@ -62,7 +61,7 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(PpoPlayerContinuous):
+class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
@@ -97,8 +96,8 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         self._restore_spec = pc.get("checkpoint") or None
-        self._rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
-        self._initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.pending_rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
+        self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- checkpoint handling ---------------------------------------------------------------------
     def restore(self, fn: str) -> None:
@@ -122,7 +121,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
             restore_signals()
         self._raise_if_fatal()
         if watcher.ready:
-            self._swap(watcher.take())
+            self.swap_in(watcher.take())
 
     def _make_watcher(self, spec: str) -> CheckpointWatcher:
         if self.watcher is None or self.watcher.source.spec != spec:
@@ -146,88 +145,6 @@ class HotReloadPlayer(PpoPlayerContinuous):
     def request_stop(self) -> None:
         """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
         self._stop_event.set()
-
-    def _swap(self, loaded: Optional[LoadedCheckpoint]) -> None:
-        """Put new weights in place. Called on the player thread between two steps only."""
-        if loaded is None:
-            return
-        previous = dict(self.model.state_dict())  # references only: the old tensors, kept for a rollback
-        try:
-            self.model.load_state_dict(loaded.state, **self._assign_kw())
-        except RuntimeError as e:  # validated already; keep playing if torch still disagrees
-            log.warning("Could not swap in %s: %s", loaded.version.path, e)
-            if self.watcher is not None:
-                self.watcher.reject(loaded.version)
-            return
-        self._rollback = (previous, self.current, loaded.version)
-        first = self.current is None
-        if loaded.env_state is not None and self.env is not None:
-            if self.load_env_state == "always" or (self.load_env_state == "first" and first):
-                self.env.set_env_state(loaded.env_state)
-        if self.is_rnn and self.states is not None:
-            self.init_rnn()
-        v = loaded.version
-        info = CheckpointInfo(
-            index=len(self.summary.checkpoints),
-            path=v.path,
-            epoch=loaded.epoch,
-            frame=loaded.frame,
-            best_reward=loaded.best_reward,
-            mtime=v.mtime,
-            size=v.size,
-            load_ms=loaded.load_ms,
-            loaded_at=time.time(),
-        )
-        self.summary.checkpoints.append(info)
-        self.summary.per_checkpoint[info.index] = CheckpointStats()
-        if not first:
-            self.summary.reloads += 1
-        self.current = info
-        best = "%.2f" % info.best_reward if info.best_reward is not None else "n/a"
-        log.info(
-            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)",
-            "Loaded" if first else "Reloaded",
-            v.path,
-            info.epoch,
-            info.frame,
-            best,
-            max(0.0, time.time() - v.mtime),
-            info.load_ms,
-        )
-        self.callbacks.on_reload(self, info)
-
-    _assign_supported: Optional[bool] = None
-
-    @classmethod
-    def _assign_kw(cls) -> Dict[str, bool]:
-        """``assign=True`` (torch >= 2.1) swaps tensors by reference: O(#tensors), no copy on the hot path."""
-        if cls._assign_supported is None:
-            import inspect
-
-            cls._assign_supported = "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
-        return {"assign": True} if cls._assign_supported else {}
-
-    def _roll_back(self, error: BaseException) -> None:
-        """Undo the last swap: its first forward pass failed. The previous weights play on."""
-        previous, info, version = self._rollback
-        self._rollback = None
-        self.model.load_state_dict(previous if info is not None else self._initial_state, **self._assign_kw())
-        if self.watcher is not None:
-            self.watcher.reject(version)
-        s = self.summary
-        dropped = s.checkpoints.pop()
-        s.per_checkpoint.pop(dropped.index, None)
-        if info is not None:
-            s.reloads -= 1
-        self.current = info
-        if self.is_rnn and self.states is not None:
-            self.init_rnn()
-        msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        log.warning(
-            "Rolled back %s: its first forward pass failed (%s: %s); %s",
-            version.path, type(error).__name__, msg,
-            "playing %s again" % info.label if info is not None else "nothing is playing: waiting for a checkpoint",
-        )  # fmt: skip
 
     # -- frames --------------------------------------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
@@ -262,7 +179,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 while self.current is None and not self._stop_event.is_set():
                     if self.watcher.wait(0.2):
                         self._raise_if_fatal()
-                        self._swap(self.watcher.take())
+                        self.swap_in(self.watcher.take())
                 if self.current is None:
                     break
                 if not started:
@@ -296,21 +213,21 @@ class HotReloadPlayer(PpoPlayerContinuous):
         step_no = 0
         while not self._stop_event.is_set():
             if watcher.ready and (at_boundary or not swap_at_game):
-                self._swap(watcher.take())
+                self.swap_in(watcher.take())
                 owner[steps > 0] = MIXED
                 owner[steps == 0] = self.current.index  # type: ignore[union-attr]
             at_boundary = False
             try:
                 action = self.get_action(obses, deterministic)
             except (RuntimeError, ValueError) as e:
-                if self._rollback is None:
+                if self.pending_rollback is None:
                     raise
-                self._roll_back(e)
+                self.roll_back(e)
                 if self.current is None:
                     return True
                 owner[steps == 0] = self.current.index
                 continue
-            self._rollback = None
+            self.pending_rollback = None
             obses, r, done, info = self.env_step(self.env, action)
             cr += r
             steps += 1
@@ -362,28 +279,8 @@ class HotReloadPlayer(PpoPlayerContinuous):
         try:
             self.callbacks.on_stop(self, s)
         finally:
-            log.info(
-                "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
-                s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
-            )  # fmt: skip
-            h = s.watcher
-            if h:
-                log.info(
-                    "  watcher: %d checks, last %s s ago, %d errors%s", h["checks"], h["last_check_age_s"],
-                    h["errors"], " (last: %s)" % h["last_error"] if h["last_error"] else "",
-                )  # fmt: skip
-            rows = [(k, v) for k, v in s.per_checkpoint.items() if k is not None]
-            if len(rows) > SUMMARY_ROWS:
-                log.info("  (%d older checkpoints not listed)", len(rows) - SUMMARY_ROWS)
-                rows = rows[-SUMMARY_ROWS:]
-            if None in s.per_checkpoint:
-                rows.append((None, s.per_checkpoint[None]))
-            for key, st in rows:
-                name = s.checkpoints[key].label if key is not None else "mixed (spans a reload)"
-                log.info(
-                    "  %-40s games %4d  mean reward %9.2f  mean length %7.1f",
-                    name, st.games, st.mean_reward, st.mean_length,
-                )  # fmt: skip
+            for line in s.report_lines(SUMMARY_ROWS):
+                log.info("%s", line)
             if s.games:
                 print("av reward:", s.mean_reward, "av steps:", s.mean_length, flush=True)
             close = getattr(self.env, "close", None)
@@ -391,20 +288,4 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 close()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGINT/SIGTERM/SIGHUP end the loop after the current step; a second Ctrl+C aborts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_event.is_set():
-                raise KeyboardInterrupt
-            log.info("Stopping (%s) ...", signal.Signals(signum).name)
-            self._stop_event.set()
-
-        old = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-
-        def restore() -> None:
-            for sig, h in old.items():
-                signal.signal(sig, h)
-
-        return restore
+        return install_stop_handlers(self._stop_event, lambda name: log.info("Stopping (%s) ...", name))
