@@ -83,6 +83,7 @@ class CheckpointWatcher:
         self._retry: Dict[FileVersion, Tuple[int, float]] = {}  # transient failures: (count, not before)
         self._current_rank: Optional[Tuple[int, int, str]] = None
         self._logged: Set[str] = set()
+        self._problems: Set[str] = set()
         self._polls = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -234,8 +235,10 @@ class CheckpointWatcher:
         candidates = self.source.candidates()
         with self._lock:
             self._health.update(checks=self._health["checks"] + 1, last_check_at=time.time())
-        for path, reason in self.source.problems.items():
-            self._once("problem:%s:%s" % (path, reason), "Skipping %s: %s", path, reason)
+        problems = {"%s: %s" % kv for kv in self.source.problems.items()}
+        for text in sorted(problems - self._problems):  # once per entry and cause, while it lasts
+            log.warning("Skipping %s", text)
+        self._problems = problems
         live = set(candidates)  # forget versions that are gone: a days-long run must not grow these
         with self._lock:
             self.rejected &= live
@@ -289,7 +292,8 @@ class CheckpointWatcher:
         elif e.kind == MISMATCH and self.source.kind == "file":
             tail = ""
         else:
-            tail = "; nothing is playing yet: waiting for a checkpoint that fits"
+            tail = "; nothing is playing yet: waiting for a %s" % (
+                "checkpoint that fits this network" if e.kind == MISMATCH else "usable checkpoint")
         log.warning("Skipping %s: %s%s", version.path, e, tail)
         if e.kind == MISMATCH and self.source.kind == "file" and self.current is None:
             self.fatal = e
