@@ -9,6 +9,7 @@ import glob
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,3 +175,30 @@ def test_close_racing_a_start_raises_no_attribute_error():
         assert not t.is_alive()
         assert all(isinstance(e, (CheckpointError, LoaderUnavailable)) for e in errors), errors
         assert loader.pid is None or _gone(loader.pid, 5)
+
+
+FULL_SHM = """
+import os, sys, torch
+from rlg_hotreload.reload import ProcessLoader, load_weights_only, model_state, stat_version
+path = sys.argv[1]
+with open(path, "rb") as f:
+    ref = model_state(load_weights_only(f.read()))
+loader = ProcessLoader(ref, timeout=60)
+print("epoch", loader.load(stat_version(path)).epoch, flush=True)
+loader.close()
+print("shm", sorted(os.listdir("/dev/shm")), flush=True)
+"""
+
+
+def test_a_full_docker_sized_dev_shm_does_not_matter(checkpoint_copy, tmp_path):
+    """Docker's 64 MB /dev/shm, full of someone else's files: loads still work, nothing is added there."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"]).returncode != 0:
+        pytest.skip("no user+mount namespaces here (unshare -rm) to mount a small /dev/shm")
+    script = tmp_path / "full_shm.py"
+    script.write_text(FULL_SHM)
+    shell = ("mount -t tmpfs -o size=64k tmpfs /dev/shm && head -c 65536 /dev/zero > /dev/shm/fill; "
+             "exec %s %s %s" % (sys.executable, script, checkpoint_copy))  # fmt: skip
+    r = subprocess.run(["unshare", "-rm", "sh", "-c", shell], env=cli_env(), capture_output=True, text=True,
+                       timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "epoch 10" in r.stdout and "shm ['fill']" in r.stdout, r.stdout + r.stderr

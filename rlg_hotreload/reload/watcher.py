@@ -225,7 +225,8 @@ class CheckpointWatcher:
             if mtime > now_ns + FUTURE_SLACK_NS:
                 self._once("future:" + v.path, "%s is dated %.0f s in the future (clock skew?); treating it as "
                            "written now", v.path, (mtime - now_ns) / 1e9)  # fmt: skip
-                mtime = now_ns
+                # "now" = when it last changed here: ctime comes from this machine's clock (utime can't set it)
+                mtime = min(now_ns, v.ctime_ns or now_ns)
             seen = self._seen[v] = (self._polls, mtime, time.monotonic())
         return (seen[0], seen[1], v.path)  # a later check first, then the (clamped) mtime
 
