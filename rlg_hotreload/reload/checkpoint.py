@@ -46,6 +46,14 @@ class CheckpointError(Exception):
         self.kind = kind
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one short line for a log (``OSError``s as their strerror and file name)."""
+    text = (str(e).strip().splitlines() or [""])[0]
+    if isinstance(e, OSError) and e.strerror:
+        text = "%s%s" % (e.strerror, ": %s" % e.filename if e.filename else "")
+    return text or type(e).__name__
+
+
 def os_error(action: str, e: OSError) -> CheckpointError:
     kind = BAD if e.errno in _PERMANENT_ERRNOS else TRANSIENT
     return CheckpointError("%s (%s)" % (action, e.strerror or type(e).__name__), kind)

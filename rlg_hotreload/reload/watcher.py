@@ -29,6 +29,7 @@ from rlg_hotreload.reload.checkpoint import (
     TRANSIENT,
     CheckpointError,
     LoadedCheckpoint,
+    one_line,
 )  # fmt: skip
 from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
 from rlg_hotreload.reload.mailbox import Mailbox
@@ -155,7 +156,7 @@ class CheckpointWatcher:
                 except Exception as e:  # noqa: BLE001 - a background thread logs and survives
                     failures += 1
                     self._error("check:%s: %s" % (type(e).__name__, e), "Cannot check %s: %s; retrying"
-                                % (self.source.describe(), _one_line(e)), not isinstance(e, OSError))  # fmt: skip
+                                % (self.source.describe(), one_line(e)), not isinstance(e, OSError))  # fmt: skip
                 finally:
                     self._first_check.set()
                 if accepted and self.interval <= 0:
@@ -171,9 +172,12 @@ class CheckpointWatcher:
             if self.loader is not None:
                 self.loader.close()
 
-    def _error(self, cause: str, message: str, trace: bool = False) -> None:
+    def _note(self, message: str) -> None:
         with self._lock:
             self._health.update(errors=self._health["errors"] + 1, last_error=message, last_error_at=time.time())
+
+    def _error(self, cause: str, message: str, trace: bool = False) -> None:
+        self._note(message)
         if cause not in self._logged and not self._stop.is_set():
             self._logged.add(cause)
             log.warning(message, exc_info=trace)
@@ -238,6 +242,7 @@ class CheckpointWatcher:
             self._health.update(checks=self._health["checks"] + 1, last_check_at=time.time())
         problems = {"%s: %s" % kv for kv in self.source.problems.items()}
         for text in sorted(problems - self._problems):  # once per entry and cause, while it lasts
+            self._note("Skipping %s" % text)
             log.warning("Skipping %s", text)
         self._problems = problems
         live = set(candidates)  # forget versions that are gone: a days-long run must not grow these
@@ -295,14 +300,8 @@ class CheckpointWatcher:
         else:
             tail = "; nothing is playing yet: waiting for a %s" % (
                 "checkpoint that fits this network" if e.kind == MISMATCH else "usable checkpoint")
+        self._note("Skipping %s: %s" % (version.path, e))
         log.warning("Skipping %s: %s%s", version.path, e, tail)
         if e.kind == MISMATCH and self.source.kind == "file" and self.current is None:
             self.fatal = e
             self.mailbox.wake()
-
-
-def _one_line(e: BaseException) -> str:
-    text = (str(e).strip().splitlines() or [""])[0]
-    if isinstance(e, OSError) and e.strerror:
-        text = "%s%s" % (e.strerror, ": %s" % e.filename if e.filename else "")
-    return text or type(e).__name__
