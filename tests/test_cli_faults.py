@@ -89,3 +89,16 @@ def test_sighup_ends_like_sigterm_with_a_summary(trained_run, tmp_path):
         assert "Stopping (SIGHUP)" in out and "Summary:" in out and "watcher:" in out
     finally:
         mon.kill()
+
+
+def test_a_fifo_named_as_the_checkpoint_never_hangs_the_start(tmp_path):
+    """The first load runs off the player thread like every other: a FIFO is refused, Ctrl+C still works."""
+    fifo = tmp_path / "x.pth"
+    os.mkfifo(fifo)  # nobody ever writes into it: a plain open() + read() blocks forever
+    mon = Proc(PLAY + ["checkpoint=%s" % fifo, "reloadInterval=0.3"], str(tmp_path))
+    try:
+        mon.wait_for(r"Skipping .*x\.pth: not a regular file \(a FIFO\); nothing is playing yet", 120)
+        assert mon.interrupt(signal.SIGINT) < 2.0
+        assert mon.p.returncode == 0 and "Traceback" not in mon.output()
+    finally:
+        mon.kill()
