@@ -110,7 +110,15 @@ def read_regular_file(path: str, max_bytes: int, expect: Optional[FileVersion] =
                 )
             if expect is not None and (st.st_size, st.st_mtime_ns, st.st_ino) != expect[1:4]:
                 raise CheckpointError("changed while being read", TRANSIENT)
-            data = f.read(st.st_size + 1) or b""
+            chunks = []  # one read() returns all of a regular file, except on some network filesystems
+            left = st.st_size + 1  # one byte more than expected: a file that grew is noticed
+            while left > 0:
+                chunk = f.read(left)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             after = os.fstat(fd)
         except OSError as e:
             raise os_error("cannot read", e) from e
