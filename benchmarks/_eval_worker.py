@@ -34,7 +34,7 @@ def main() -> None:
          "testGamesNum=%d" % (0 if kind == "hot" else 10**9)],
     )  # fmt: skip
     run._register_task(cfg["task"])
-    yaml_cfg = config._read_yaml(run._train_config_path(cfg), "train.config")
+    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
     params = run.build_params(cfg, yaml_cfg)
     if kind == "stock":
         del params["algo"]["player"]

@@ -67,7 +67,7 @@ def build_player(
         ["task=Pendulum-v1", "trainDir=%s" % checkpoint_dir, "printStats=false", *overrides],
     )
     run._register_task(cfg["task"])
-    yaml_cfg = config._read_yaml(run._train_config_path(cfg), "train.config")
+    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
     if network_units is not None:
         yaml_cfg["params"]["network"]["mlp"]["units"] = list(network_units)
         yaml_cfg["params"]["network"]["separate"] = False

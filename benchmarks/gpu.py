@@ -199,7 +199,7 @@ def evaluate(ckpt: str, num_envs: int, seed: int) -> Tuple[float, float]:
     cfg = config.load(None, ["task=BlindGrasping", "sim=mjwarp", "test=true", "numEnvs=%d" % num_envs,
                              "seed=%d" % seed, "checkpoint=%s" % ckpt])  # fmt: skip
     run.resolve_devices(cfg)
-    yaml_cfg = config._read_yaml(run._train_config_path(cfg, "mjwarp"), "train.config")  # noqa: SLF001
+    yaml_cfg = config.read_yaml(run._train_config_path(cfg, "mjwarp"), "train.config")
     params = run.build_params(cfg, yaml_cfg)
     del params["algo"]["player"]  # the stock player: only its model and get_action are used
     runner = Runner()

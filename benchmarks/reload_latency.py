@@ -22,7 +22,7 @@ import torch
 from common import build_player, fake_training_checkpoint, print_table, write_result
 
 from rlg_hotreload import PlayerCallback
-from rlg_hotreload.loadproc import ProcessLoader
+from rlg_hotreload.reload import ProcessLoader
 
 
 def pct(xs, q):
@@ -182,7 +182,7 @@ def throughput(rounds, games):
             player.games_num = games
             player.restore(os.path.join(d, "run") if hot else ckpt_path)
             if hot:  # steady state: the loader process is started once per session
-                player.watcher._loader_process()._ensure()
+                player.watcher.ensure_loader()
                 time.sleep(1.0)  # let the child's start-up work (imports, page faults) settle
             t0, c0 = time.perf_counter(), time.process_time()
             player.run()

@@ -77,6 +77,7 @@ class Summary:
     reloads: int = 0
     per_checkpoint: Dict[Optional[int], CheckpointStats] = field(default_factory=dict)
     checkpoints: List[CheckpointInfo] = field(default_factory=list)
+    watcher: Dict[str, Any] = field(default_factory=dict)  # the watcher's health at the end (see /status)
 
     @property
     def mean_reward(self) -> float:
@@ -85,6 +86,29 @@ class Summary:
     @property
     def mean_length(self) -> float:
         return self.length_sum / self.games if self.games else float("nan")
+
+    def report_lines(self, max_rows: int = 20) -> List[str]:
+        """The summary as log lines: totals, the watcher's health, the newest ``max_rows`` checkpoints."""
+        out = [
+            "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads"
+            % (self.games, self.mean_reward, self.mean_length, len(self.checkpoints), self.reloads)
+        ]
+        h = self.watcher
+        if h:
+            out.append("  watcher: %d checks, last %s s ago, %d errors%s" % (
+                h.get("checks", 0), h.get("last_check_age_s"), h.get("errors", 0),
+                " (last: %s)" % h["last_error"] if h.get("last_error") else ""))  # fmt: skip
+        rows = [(k, v) for k, v in self.per_checkpoint.items() if k is not None]
+        if len(rows) > max_rows:
+            out.append("  (%d older checkpoints not listed)" % (len(rows) - max_rows))
+            rows = rows[-max_rows:]
+        if None in self.per_checkpoint:
+            rows.append((None, self.per_checkpoint[None]))
+        for key, st in rows:
+            name = self.checkpoints[key].label if key is not None else "mixed (spans a reload)"
+            out.append("  %-40s games %4d  mean reward %9.2f  mean length %7.1f"
+                       % (name, st.games, st.mean_reward, st.mean_length))  # fmt: skip
+        return out
 
 
 class PlayerCallback:

@@ -49,6 +49,7 @@ RANGES = {
     "train.reloadInterval": (0, 1e9),
     "train.testGamesNum": (0, 1 << 62),
     "train.maxEpochs": (1, 1 << 62),
+    "train.maxCheckpointMB": (1, 1 << 20),
     "stream.port": (1, 65535),
     "stream.fps": (0.1, 1000),
     "stream.quality": (1, 100),
@@ -86,7 +87,7 @@ def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return out
 
 
-def _read_yaml(path: str, what: str) -> Dict[str, Any]:
+def read_yaml(path: str, what: str) -> Dict[str, Any]:
     try:
         with open(path) as f:
             data = yaml.safe_load(f) or {}
@@ -101,10 +102,10 @@ def _read_yaml(path: str, what: str) -> Dict[str, Any]:
 
 def base_defaults() -> Dict[str, Any]:
     path = next(p for p in (os.path.join(d, "base.yaml") for d in PRESET_DIRS) if os.path.isfile(p))
-    return _read_yaml(path, "base config")
+    return read_yaml(path, "base config")
 
 
-def _suggest(key: str, known: Sequence[str]) -> str:
+def suggest(key: str, known: Sequence[str]) -> str:
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
     if not close:
         low = {k.lower(): k for k in known}
@@ -119,7 +120,7 @@ def canonical_key(key: str, defaults: Dict[str, Any]) -> str:
     if key not in defaults:
         known = sorted(set(defaults) | set(ALIASES))
         raise ConfigError(
-            "unknown key '%s'%s (see the config reference in README.md)" % (key, _suggest(key, known))
+            "unknown key '%s'%s (see the config reference in README.md)" % (key, suggest(key, known))
         )
     return key
 
@@ -148,7 +149,7 @@ def check_value(key: str, value: Any, default: Any) -> Any:
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(
             "%s=%s: allowed values are %s%s"
-            % (key, value, ", ".join(CHOICES[key]), _suggest(str(value), CHOICES[key]))
+            % (key, value, ", ".join(CHOICES[key]), suggest(str(value), CHOICES[key]))
         )
     return value
 
@@ -165,8 +166,24 @@ def _validated(pairs: Sequence[Tuple[str, Any]], defaults: Dict[str, Any], where
     return layer
 
 
-def parse_overrides(args: Sequence[str]) -> Tuple[Optional[str], List[Tuple[str, Any]]]:
-    """Split ``key=value`` words; ``config=NAME`` selects a preset. Values are parsed as YAML."""
+def string_typed(key: str, defaults: Dict[str, Any]) -> bool:
+    """True for keys whose value is text (``streamToken``, ``checkpoint``, ``task``, ...)."""
+    try:
+        ckey = canonical_key(key, defaults)
+    except ConfigError:
+        return False
+    return NULLABLE.get(ckey, type(defaults[ckey])) is str
+
+
+def parse_overrides(
+    args: Sequence[str], defaults: Optional[Dict[str, Any]] = None
+) -> Tuple[Optional[str], List[Tuple[str, Any]]]:
+    """Split ``key=value`` words; ``config=NAME`` selects a preset.
+
+    Values are parsed as YAML (``true``, ``0.5``, ``null``), except for text keys when ``defaults`` is
+    given: those keep the text as typed (``streamToken=0777`` stays "0777", not 511); ``null`` or ``~``
+    unsets a key whose default is null.
+    """
     preset = None
     pairs: List[Tuple[str, Any]] = []
     for arg in args:
@@ -176,6 +193,10 @@ def parse_overrides(args: Sequence[str]) -> Tuple[Optional[str], List[Tuple[str,
         key = key.strip().lstrip("+")
         if key == "config":
             preset = raw
+            continue
+        if defaults is not None and string_typed(key, defaults):
+            nullable = canonical_key(key, defaults) in NULLABLE
+            pairs.append((key, None if nullable and raw in ("null", "~") else raw))
             continue
         try:
             value = yaml.safe_load(raw) if raw != "" else ""
@@ -189,7 +210,7 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
     """Merge base <- preset file <- overrides and return a plain nested dict."""
     base = base_defaults()
     defaults = _flatten(base)
-    preset_name, pairs = parse_overrides(args)
+    preset_name, pairs = parse_overrides(args, defaults)
     layers = [OmegaConf.create(base)]
     if preset_name is not None:
         path = find_cfg_file(preset_name if preset_name.endswith(".yaml") else preset_name + ".yaml")
@@ -199,7 +220,7 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
             )
             raise ConfigError(
                 "config=%s: no such preset; allowed: %s%s"
-                % (preset_name, ", ".join(sorted(set(names))), _suggest(preset_name, names))
+                % (preset_name, ", ".join(sorted(set(names))), suggest(preset_name, names))
             )
         cfg_path = cfg_path or path
         if cfg_path != path:
@@ -209,7 +230,7 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
     if cfg_path is not None:
         if not os.path.isfile(cfg_path):
             raise ConfigError("--cfg %s: no such file" % cfg_path)
-        layers.append(_validated(list(_flatten(_read_yaml(cfg_path, "--cfg")).items()), defaults, cfg_path))
+        layers.append(_validated(list(_flatten(read_yaml(cfg_path, "--cfg")).items()), defaults, cfg_path))
     layers.append(_validated(pairs, defaults))  # in order: a later spelling of the same key wins
     merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
     assert isinstance(merged, dict)

@@ -4,11 +4,14 @@ Why a subclass with its own ``run()``: the stock loop caps a game at 27000 steps
 crashes in its summary) for ``games_num: 0``, and reloads in evaluation mode by copying weights while
 the policy may run. Here the loop is the stock one in spirit (same per-game prints, same RNN handling)
 with three additions: an unbounded mode, a weight swap between two steps (never inside a forward
-pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread.
+pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread
+(:mod:`rlg_hotreload.reload`), the first load included.
+
+Why a rollback: validation proves a checkpoint fits the network, not that the network can act with it; a
+swap whose first forward pass raises is undone (the previous weights play on) and the file is refused.
 """
 
 import logging
-import signal
 import threading
 import time
 from typing import Any, Callable, Dict, Optional
@@ -24,8 +27,14 @@ from rlg_hotreload.callbacks import (
     EpisodeRecord,
     Summary,
 )
-from rlg_hotreload.checkpoints import CheckpointSource
-from rlg_hotreload.loader import CheckpointError, CheckpointWatcher, LoadedCheckpoint
+from rlg_hotreload.reload import (
+    LOADERS,
+    CheckpointError,
+    CheckpointSource,
+    CheckpointWatcher,
+)
+from rlg_hotreload.signals import install_stop_handlers
+from rlg_hotreload.swap import WeightSwap
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -33,6 +42,7 @@ SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
 MIXED = -1
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
+FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
 
 
 def _ensure_log_handler() -> None:
@@ -51,7 +61,7 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(PpoPlayerContinuous):
+class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
@@ -71,7 +81,10 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.swap_at = _choice(pc, "swap_at", SWAP_AT, "auto")
         self.load_env_state = _choice(pc, "load_env_state", ENV_STATE, "always")
         self.train_dir = str(pc.get("train_dir", "runs"))
-        self.isolate_loads = _choice(pc, "loader", ("process", "thread"), "process") == "process"
+        self.loader = _choice(pc, "loader", tuple(LOADERS), "process")
+        self.max_checkpoint_mb = float(pc.get("max_checkpoint_mb", 2048))
+        if not self.max_checkpoint_mb > 0:
+            raise ValueError("player.max_checkpoint_mb=%r: must be > 0" % self.max_checkpoint_mb)
         games = int(pc.get("games_num", 0))
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
@@ -83,87 +96,55 @@ class HotReloadPlayer(PpoPlayerContinuous):
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         self._restore_spec = pc.get("checkpoint") or None
+        self.pending_rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
+        self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     # -- checkpoint handling ---------------------------------------------------------------------
     def restore(self, fn: str) -> None:
         """Follow ``fn`` (a .pth file, an experiment folder, or ``latest``); load it now if present.
 
         rl-games' Runner calls this with ``checkpoint``. Unlike the stock restore, a missing or bad
-        file is not fatal: the player waits for a valid one.
+        file is not fatal: the player waits for a valid one. The load runs on the watcher (in the loader
+        child) like every later one; this waits for the first check, bounded and interruptible. A named
+        file of another network raises CheckpointError (kind ``mismatch``).
         """
         self._restore_spec = fn
         watcher = self._make_watcher(fn)
-        if watcher.poll():
-            self._swap(watcher.take())
+        watcher.start()
+        restore_signals = self._install_signal_handlers()
+        try:
+            deadline = time.monotonic() + FIRST_CHECK_WAIT_S
+            while not self._stop_event.is_set() and time.monotonic() < deadline:
+                if watcher.wait_first_check(0.2):
+                    break
+        finally:
+            restore_signals()
+        self._raise_if_fatal()
+        if watcher.ready:
+            self.swap_in(watcher.take())
 
     def _make_watcher(self, spec: str) -> CheckpointWatcher:
         if self.watcher is None or self.watcher.source.spec != spec:
             source = CheckpointSource(spec, self.train_dir)
             self.source = source.describe()
             self.watcher = CheckpointWatcher(
-                source, self.model.state_dict(), self.reload_interval, isolate=self.isolate_loads
-            )
+                source, self.model.state_dict(), self.reload_interval, loader=self.loader,
+                max_bytes=int(self.max_checkpoint_mb * 2**20),
+            )  # fmt: skip
         return self.watcher
+
+    def _raise_if_fatal(self) -> None:
+        if self.watcher is not None and self.watcher.fatal is not None and self.current is None:
+            self.watcher.stop()
+            raise self.watcher.fatal
+
+    def reload_health(self) -> Dict[str, Any]:
+        """The watcher's health (last check, last error, loader); thread-safe, for /status."""
+        return self.watcher.health() if self.watcher is not None else {}
 
     def request_stop(self) -> None:
         """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
         self._stop_event.set()
-
-    def _swap(self, loaded: Optional[LoadedCheckpoint]) -> None:
-        """Put new weights in place. Called on the player thread between two steps only."""
-        if loaded is None:
-            return
-        try:
-            self.model.load_state_dict(loaded.state, **self._assign_kw())
-        except RuntimeError as e:  # validated already; keep playing if torch still disagrees
-            log.warning("Could not swap in %s: %s", loaded.version.path, e)
-            return
-        first = self.current is None
-        if loaded.env_state is not None and self.env is not None:
-            if self.load_env_state == "always" or (self.load_env_state == "first" and first):
-                self.env.set_env_state(loaded.env_state)
-        if self.is_rnn and self.states is not None:
-            self.init_rnn()
-        v = loaded.version
-        info = CheckpointInfo(
-            index=len(self.summary.checkpoints),
-            path=v.path,
-            epoch=loaded.epoch,
-            frame=loaded.frame,
-            best_reward=loaded.best_reward,
-            mtime=v.mtime,
-            size=v.size,
-            load_ms=loaded.load_ms,
-            loaded_at=time.time(),
-        )
-        self.summary.checkpoints.append(info)
-        self.summary.per_checkpoint[info.index] = CheckpointStats()
-        if not first:
-            self.summary.reloads += 1
-        self.current = info
-        best = "%.2f" % info.best_reward if info.best_reward is not None else "n/a"
-        log.info(
-            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)",
-            "Loaded" if first else "Reloaded",
-            v.path,
-            info.epoch,
-            info.frame,
-            best,
-            max(0.0, time.time() - v.mtime),
-            info.load_ms,
-        )
-        self.callbacks.on_reload(self, info)
-
-    _assign_supported: Optional[bool] = None
-
-    @classmethod
-    def _assign_kw(cls) -> Dict[str, bool]:
-        """``assign=True`` (torch >= 2.1) swaps tensors by reference: O(#tensors), no copy on the hot path."""
-        if cls._assign_supported is None:
-            import inspect
-
-            cls._assign_supported = "assign" in inspect.signature(torch.nn.Module.load_state_dict).parameters
-        return {"assign": True} if cls._assign_supported else {}
 
     def env_step(self, env: Any, actions: torch.Tensor) -> Any:
         """As rl-games', but rewards and dones stay on the policy's device: the stock player copies
@@ -205,22 +186,30 @@ class HotReloadPlayer(PpoPlayerContinuous):
                     raise CheckpointError("no checkpoint given: set checkpoint=<file|folder|latest>")
                 self._make_watcher(self._restore_spec)
             assert self.watcher is not None
-            if self.reload_interval > 0 or self.current is None:
-                self.watcher.start()
-            while self.current is None and not self._stop_event.is_set():
-                if self.watcher.wait(0.2):
-                    self._swap(self.watcher.take())
-            if self.current is not None:
-                self.callbacks.on_start(self)
-                self._play()
+            self.watcher.start()
+            started = False
+            while not self._stop_event.is_set():
+                while self.current is None and not self._stop_event.is_set():
+                    if self.watcher.wait(0.2):
+                        self._raise_if_fatal()
+                        self.swap_in(self.watcher.take())
+                if self.current is None:
+                    break
+                if not started:
+                    started = True
+                    self.callbacks.on_start(self)
+                if not self._play():
+                    break  # else the first checkpoint was rolled back: wait for another
         finally:
             if self.watcher is not None:
                 self.watcher.stop()
+                self.summary.watcher = self.watcher.health()
             restore_signals()
             self._finish()
         return self.summary
 
-    def _play(self) -> None:
+    def _play(self) -> bool:
+        """The step loop. Returns True if it must wait for a first checkpoint again (a rollback)."""
         assert self.watcher is not None
         watcher, cbs, summary = self.watcher, self.callbacks, self.summary
         deterministic = self.is_deterministic
@@ -237,12 +226,22 @@ class HotReloadPlayer(PpoPlayerContinuous):
         at_boundary = True
         step_no = 0
         while not self._stop_event.is_set():
-            if watcher._pending is not None and (at_boundary or not swap_at_game):
-                self._swap(watcher.take())
+            if watcher.ready and (at_boundary or not swap_at_game):
+                self.swap_in(watcher.take())
                 owner[steps > 0] = MIXED
                 owner[steps == 0] = self.current.index  # type: ignore[union-attr]
             at_boundary = False
-            action = self.get_action(obses, deterministic)
+            try:
+                action = self.get_action(obses, deterministic)
+            except (RuntimeError, ValueError) as e:
+                if self.pending_rollback is None:
+                    raise
+                self.roll_back(e)
+                if self.current is None:
+                    return True
+                owner[steps == 0] = self.current.index
+                continue
+            self.pending_rollback = None
             obses, r, done, info = self.env_step(self.env, action)
             cr += r
             steps += 1
@@ -272,6 +271,7 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 break
             if manual_reset:
                 obses = self.env_reset(self.env)
+        return False
 
     def _record(self, env_index: int, reward: float, length: int, owner: int) -> None:
         ckpt = owner if owner != MIXED else None
@@ -293,22 +293,8 @@ class HotReloadPlayer(PpoPlayerContinuous):
         try:
             self.callbacks.on_stop(self, s)
         finally:
-            log.info(
-                "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads",
-                s.games, s.mean_reward, s.mean_length, len(s.checkpoints), s.reloads,
-            )  # fmt: skip
-            rows = [(k, v) for k, v in s.per_checkpoint.items() if k is not None]
-            if len(rows) > SUMMARY_ROWS:
-                log.info("  (%d older checkpoints not listed)", len(rows) - SUMMARY_ROWS)
-                rows = rows[-SUMMARY_ROWS:]
-            if None in s.per_checkpoint:
-                rows.append((None, s.per_checkpoint[None]))
-            for key, st in rows:
-                name = s.checkpoints[key].label if key is not None else "mixed (spans a reload)"
-                log.info(
-                    "  %-40s games %4d  mean reward %9.2f  mean length %7.1f",
-                    name, st.games, st.mean_reward, st.mean_length,
-                )  # fmt: skip
+            for line in s.report_lines(SUMMARY_ROWS):
+                log.info("%s", line)
             if s.games:
                 print("av reward:", s.mean_reward, "av steps:", s.mean_length, flush=True)
             close = getattr(self.env, "close", None)
@@ -316,20 +302,4 @@ class HotReloadPlayer(PpoPlayerContinuous):
                 close()
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGINT/SIGTERM end the loop after the current step; a second Ctrl+C aborts at once."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._stop_event.is_set():
-                raise KeyboardInterrupt
-            log.info("Stopping (%s) ...", signal.Signals(signum).name)
-            self._stop_event.set()
-
-        old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, h in old.items():
-                signal.signal(sig, h)
-
-        return restore
+        return install_stop_handlers(self._stop_event, lambda name: log.info("Stopping (%s) ...", name))

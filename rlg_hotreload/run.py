@@ -42,7 +42,7 @@ def _register_task(task: str) -> None:
             )
         return
     known = sorted(k for k in env_configurations.configurations if k[0].isupper())
-    hint = cfglib._suggest(task, known)  # noqa: SLF001
+    hint = cfglib.suggest(task, known)
     raise ConfigError(
         "task=%s: unknown task%s; allowed: %s, or any gymnasium id (e.g. Pendulum-v1)"
         % (task, hint, ", ".join(known) or "none registered")
@@ -172,6 +172,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
             swap_at=tr["swapAt"],
             load_env_state=tr["loadEnvState"],
             train_dir=tr["trainDir"],
+            max_checkpoint_mb=tr["maxCheckpointMB"],
             print_stats=tr["printStats"],
             use_vecenv=True,
         )
@@ -237,7 +238,7 @@ def run(cfg: Dict[str, Any]) -> int:
     if sim is not None:
         cfg["sim"] = sim  # the backend chosen once, here, so the config file and the env agree
     yaml_path = _train_config_path(cfg, sim)
-    yaml_cfg = cfglib._read_yaml(yaml_path, "train.config")  # noqa: SLF001
+    yaml_cfg = cfglib.read_yaml(yaml_path, "train.config")
     params = build_params(cfg, yaml_cfg)
     _check_env_config(cfg["task"], params["config"]["env_config"])
     callbacks = _callbacks(cfg) if test else []
@@ -245,6 +246,7 @@ def run(cfg: Dict[str, Any]) -> int:
     from rl_games.torch_runner import Runner
 
     import rlg_hotreload
+    from rlg_hotreload.reload import CheckpointError
 
     if not test:
         name = params["config"]["name"] + datetime.datetime.now().strftime("_%d-%H-%M-%S")
@@ -270,6 +272,8 @@ def run(cfg: Dict[str, Any]) -> int:
         runner.run({"train": not test, "play": test, "checkpoint": tr["checkpoint"] or None})
     except KeyboardInterrupt:
         log.info("Interrupted.")
+    except CheckpointError as e:  # the named file does not fit the network: nothing to wait for
+        raise ConfigError("train.checkpoint=%s: %s" % (tr["checkpoint"], e)) from e
     finally:
         for cb in callbacks:
             stop = getattr(cb, "stop", None)

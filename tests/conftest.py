@@ -33,7 +33,7 @@ def make_player(train_dir, callbacks=(), **overrides):
     args += ["%s=%s" % kv for kv in overrides.items()]
     cfg = config.load(os.path.join(REPO, "cfg", "test.yaml"), args)
     run._register_task(cfg["task"])
-    yaml_cfg = config._read_yaml(run._train_config_path(cfg), "train.config")
+    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
     params = run.build_params(cfg, yaml_cfg)
     runner = Runner()
     rlg_hotreload.register(runner, callbacks=callbacks)

@@ -88,3 +88,17 @@ def test_any_continuous_gymnasium_id_trains_with_the_generic_config(tmp_path):
     link = tmp_path / "runs" / "latest_train"
     assert link.is_symlink() and os.readlink(link).startswith("MountainCarContinuous-v0_")
     assert list((link / "nn").glob("*.pth")), "no checkpoint written"
+
+
+def test_text_keys_keep_the_value_as_typed():
+    """`streamToken=0777` is the token "0777" (YAML would make it the number 511); null still unsets."""
+    cfg = config.load(None, ["streamToken=0777", "checkpoint=0x10", "task=1e3"])
+    assert cfg["stream"]["token"] == "0777"
+    assert cfg["train"]["checkpoint"] == "0x10" and cfg["task"] == "1e3"
+    assert config.load(None, ["streamToken=null"])["stream"]["token"] is None
+    assert config.load(None, ["maxCheckpointMB=64"])["train"]["maxCheckpointMB"] == 64
+
+
+def test_max_checkpoint_mb_is_range_checked(tmp_path):
+    r = run_cli(["maxCheckpointMB=0"], str(tmp_path), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == "error: train.maxCheckpointMB=0: allowed range is 1 to 1048576"

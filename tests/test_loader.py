@@ -8,13 +8,14 @@ import shutil
 import pytest
 import torch
 
-from rlg_hotreload.checkpoints import CheckpointSource, stat_version
-from rlg_hotreload.loader import (
+from rlg_hotreload.reload import (
     CheckpointError,
+    CheckpointSource,
     CheckpointWatcher,
     load_checkpoint_file,
     load_weights_only,
     model_state,
+    stat_version,
 )
 
 
@@ -99,6 +100,8 @@ def test_watcher_warns_once_per_version_and_retries_on_change(checkpoint_copy, t
     target = run / "a.pth"
     data = checkpoint_copy.read_bytes()
     target.write_bytes(data[:100])
+    old = stat_version(str(target)).mtime_ns - 10 * 10**9  # not being written any more: warned at once
+    os.utime(target, ns=(old, old))
     w = CheckpointWatcher(CheckpointSource(str(tmp_path / "run")), ref, interval=0.5, settle=0.0)
     with caplog.at_level(logging.WARNING, logger="rlg_hotreload"):
         assert not w.poll()
@@ -138,4 +141,64 @@ def test_watcher_memory_stays_bounded_under_endless_bad_rewrites(checkpoint_copy
         bad.write_bytes(os.urandom(1000))
         os.utime(bad, ns=(1, 10**18 + i))
         assert not w.poll()
-    assert len(w.rejected) <= 1 and len(w._first_seen) <= 1
+    assert len(w.rejected) <= 1
+
+
+def _variant(checkpoint_copy, tmp_path, name, edit):
+    ckpt = torch.load(checkpoint_copy, weights_only=False)
+    edit(ckpt)
+    path = tmp_path / name
+    torch.save(ckpt, path)
+    return stat_version(str(path))
+
+
+def _first_matrix(ckpt):
+    return next(k for k, v in ckpt["model"].items() if v.dim() == 2)
+
+
+@pytest.mark.parametrize(
+    "name,edit,reason",
+    [
+        ("nan", lambda c: c["model"][_first_matrix(c)].__setitem__((0, 0), float("nan")), r"holds NaN or Inf values"),
+        ("inf", lambda c: c["model"][_first_matrix(c)].__setitem__((0, 0), float("inf")), r"holds NaN or Inf values"),
+        ("sparse", lambda c: c["model"].__setitem__(_first_matrix(c), c["model"][_first_matrix(c)].to_sparse()),
+         r"is a sparse_coo tensor; only dense tensors are accepted"),
+        ("int", lambda c: c["model"].__setitem__(_first_matrix(c), c["model"][_first_matrix(c)].long()),
+         r"has dtype torch.int64, the player's is torch.float32"),
+        ("listmodel", lambda c: c.__setitem__("model", [1, 2]), r"'model' is a list, not a dict of tensors"),
+    ],
+)  # fmt: skip
+def test_unusable_tensors_are_refused_with_a_reason(checkpoint_copy, tmp_path, name, edit, reason):
+    ref = _reference(checkpoint_copy)
+    with pytest.raises(CheckpointError, match=reason) as err:
+        load_checkpoint_file(_variant(checkpoint_copy, tmp_path, name + ".pth", edit), ref, "cpu")
+    assert err.value.kind == "bad"
+
+
+def test_half_precision_is_cast_and_odd_metadata_is_harmless(checkpoint_copy, tmp_path):
+    ref = _reference(checkpoint_copy)
+
+    def edit(c):
+        k = _first_matrix(c)
+        c["model"][k] = c["model"][k].double()
+        c["epoch"] = float("inf")  # int(inf) raised OverflowError and killed the watcher
+        c["frame"] = "many"
+
+    loaded = load_checkpoint_file(_variant(checkpoint_copy, tmp_path, "odd.pth", edit), ref, "cpu")
+    assert loaded.epoch is None and loaded.frame is None
+    assert all(loaded.state[k].dtype == ref[k].dtype for k in ref)
+
+
+def test_only_regular_files_of_bounded_size_are_read(checkpoint_copy, tmp_path):
+    ref = _reference(checkpoint_copy)
+    fifo = tmp_path / "x.pth"
+    os.mkfifo(fifo)  # nobody writes to it: a blocking open or read would hang forever
+    zero = tmp_path / "zero.pth"
+    os.symlink("/dev/zero", zero)  # endless bytes: MemoryError before
+    for p, reason in ((fifo, r"not a regular file \(a FIFO\)"), (zero, r"not a regular file \(a character device\)")):
+        with pytest.raises(CheckpointError, match=reason):
+            load_checkpoint_file(stat_version(str(p)), ref, "cpu")
+    size = os.path.getsize(checkpoint_copy)
+    with pytest.raises(CheckpointError, match=r"MB is more than maxCheckpointMB=0"):
+        load_checkpoint_file(stat_version(str(checkpoint_copy)), ref, "cpu", max_bytes=size - 1)
+    assert load_checkpoint_file(stat_version(str(checkpoint_copy)), ref, "cpu", max_bytes=size).epoch == 10

@@ -127,3 +127,59 @@ def test_player_waits_for_first_checkpoint(trained_run, tmp_path):
     t.join(30)
     assert not t.is_alive()
     assert player.current is not None and player.summary.steps == 10
+
+
+def test_a_swap_whose_first_forward_pass_fails_is_rolled_back(trained_run, tmp_path, caplog):
+    """Weights that pass validation but break the network: the previous ones play on, the file is refused."""
+    import logging
+
+    import torch
+
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    shutil.copy(trained_run[1][0], nn / "a.pth")
+    ckpt = torch.load(trained_run[1][0], weights_only=False)
+    key = next(k for k, v in ckpt["model"].items() if v.dim() == 2)
+
+    def write(name, epoch, poison):
+        def action(player):
+            c = torch.load(trained_run[1][0], weights_only=False)
+            c["epoch"] = epoch
+            if poison:
+                c["model"][key][0, 0] = 1000.0  # finite, right shape and dtype: validation lets it through
+            torch.save(c, str(nn / (name + ".tmp")))
+            os.replace(str(nn / (name + ".tmp")), str(nn / name))
+            assert player.watcher.wait(15), "watcher did not prepare %s" % name
+
+        return action
+
+    actions = {50: write("b.pth", 2, True), 150: write("c.pth", 3, False)}
+
+    class Script(StopAt):
+        def on_step(self, player, step):
+            if step in actions:
+                actions[step](player)
+            if step >= self.steps:
+                player.request_stop()
+
+    cb = Script(300)
+    player = make_player(tmp_path, [cb], reloadInterval=0.1, swapAt="step", numEnvs=2)
+    net = player.model.a2c_network
+    plain = net.forward
+    weight = key[len("_orig_mod."):] if key.startswith("_orig_mod.") else key
+
+    def forward(*args, **kwargs):  # the network cannot act with these weights (e.g. a custom layer's limits)
+        if float(player.model.state_dict()[weight][0, 0]) == 1000.0:
+            raise RuntimeError("normal expects all elements of std >= 0.0")
+        return plain(*args, **kwargs)
+
+    net.forward = forward
+    player.restore(str(tmp_path / "run"))
+    with caplog.at_level(logging.WARNING, logger="rlg_hotreload"):
+        s = player.run()
+    assert s.steps == 300, "the player stopped early"
+    rolled = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Rolled back")]
+    assert len(rolled) == 1 and "b.pth" in rolled[0] and "playing a@ep" in rolled[0], rolled
+    assert [c.epoch for c in s.checkpoints] == [player.summary.checkpoints[0].epoch, 3]
+    assert s.reloads == 1 and player.current.epoch == 3
+    assert float(player.model.state_dict()[weight][0, 0]) != 1000.0

@@ -54,6 +54,12 @@ def test_real_player_streams_records_reloads_and_stops_on_ctrl_c(trained_run, tm
                 break
         assert st["reloads"] >= 1 and st["checkpoint"]["epoch"] == 2
         assert st["checkpoints"][0]["episodes"] >= 1 and st["checkpoints"][0]["mean_reward"] is not None
+        w = st["watcher"]  # the watcher's health: alive, checking, loading in the child process
+        assert w["alive"] and w["checks"] >= 2 and w["last_check_age_s"] < 5 and w["loader"]["name"] == "process"
+        (nn / "c.pth").write_bytes(os.urandom(5000))
+        mon.wait_for(r"Skipping .*c\.pth: cannot load", 30)
+        w = _status(url)["watcher"]
+        assert w["errors"] >= 1 and "c.pth: cannot load" in w["last_error"] and w["alive"]
         c.close()
         assert mon.interrupt(signal.SIGINT, timeout=30) < 30
         assert mon.p.returncode == 0, mon.output()[-3000:]

@@ -114,7 +114,7 @@ def test_abrupt_disconnects_leave_server_and_player_healthy(live):
     s, d = live
     for _ in range(6):
         sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
-        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % s.port)
         assert b"multipart/x-mixed-replace" in sock.recv(4096)
         # RST instead of FIN: the rudest possible goodbye.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

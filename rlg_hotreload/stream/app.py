@@ -2,13 +2,18 @@
 
 Why a factory taking the streamer: routes read only thread-safe state (the hub and an immutable
 status snapshot the player thread publishes), so request threads never touch live player objects.
+
+Why a Host check: without a token, any web page the user opens could read ``/status`` and ``/stream``
+through DNS rebinding (its own name resolving to 127.0.0.1). Only the bound address and the loopback
+names are answered then; a token or ``streamBindAll`` (the user chose to expose it) lifts the check.
 """
 
 import hmac
 import logging
 import os
+import threading
 import time
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
@@ -33,6 +38,19 @@ def create_app(streamer: "FrameStreamer") -> Flask:
     app = Flask("rlg_hotreload.stream", static_folder=None)
     hub = streamer.hub
     token = streamer.token
+
+    @app.before_request
+    def _check_host() -> Optional[Response]:
+        allowed = streamer.allowed_hosts()
+        host = request.headers.get("Host", "").strip().lower()
+        if allowed is None or host in allowed:
+            return None
+        return Response(
+            "403: Host %r is not served; open http://127.0.0.1:%s/ (or set streamToken)\n"
+            % (host[:100], streamer.port),
+            status=403 if host else 400,
+            mimetype="text/plain",
+        )
 
     @app.before_request
     def _check_token() -> Optional[Response]:
@@ -78,37 +96,61 @@ def create_app(streamer: "FrameStreamer") -> Flask:
 
     @app.route("/stream")
     def stream() -> Response:
+        if not hub.try_add_client(streamer.max_stream_clients):
+            return Response(
+                "503: %d viewers already watch this stream; try again later\n" % streamer.max_stream_clients,
+                status=503, mimetype="text/plain", headers={"Retry-After": "5"},
+            )  # fmt: skip
         return Response(
-            _frames(),
+            _ClientStream(_frames(), hub.remove_client),
             mimetype="multipart/x-mixed-replace; boundary=%s" % BOUNDARY,
             direct_passthrough=True,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
     def _frames() -> Iterator[bytes]:
-        # Counted as a client only while this generator is alive; werkzeug closes it (finally runs)
-        # when the socket write fails, i.e. when the viewer went away.
-        hub.add_client()
-        try:
-            yield b""  # sends the headers now: the viewer knows it is connected before a frame exists
-            last_seq = -1
+        # The client slot was taken in stream(); _ClientStream gives it back exactly once, when werkzeug
+        # closes the response (the socket write failed: the viewer went away) or at shutdown.
+        yield b""  # sends the headers now: the viewer knows it is connected before a frame exists
+        last_seq = -1
+        last_send = time.monotonic()
+        while not hub.closed:
+            frame = hub.wait_next(last_seq, timeout=min(0.5, streamer.keepalive_s))
+            if frame is None:
+                latest = hub.latest
+                if latest is not None and time.monotonic() - last_send > streamer.keepalive_s:
+                    last_send = time.monotonic()
+                    yield latest.part
+                continue
+            last_seq = frame.seq
             last_send = time.monotonic()
-            while not hub.closed:
-                frame = hub.wait_next(last_seq, timeout=min(0.5, streamer.keepalive_s))
-                if frame is None:
-                    latest = hub.latest
-                    if latest is not None and time.monotonic() - last_send > streamer.keepalive_s:
-                        last_send = time.monotonic()
-                        yield latest.part
-                    continue
-                last_seq = frame.seq
-                last_send = time.monotonic()
-                yield frame.part
-                hub.mark_sent()
-        finally:
-            hub.remove_client()
+            yield frame.part
+            hub.mark_sent()
 
     return app
+
+
+class _ClientStream:
+    """The MJPEG body: iterates the frame generator; ``close()`` releases the client slot once.
+
+    A bare generator would not do: werkzeug may close a response before iterating it (the viewer left
+    at once), and a never-started generator runs no ``finally``: the slot would leak.
+    """
+
+    def __init__(self, frames: Iterator[bytes], release: Callable[[], None]) -> None:
+        self._frames = frames
+        self._release: Optional[Callable[[], None]] = release
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._frames
+
+    def close(self) -> None:
+        self._frames.close()
+        with self._lock:
+            release, self._release = self._release, None
+        if release is not None:
+            release()
 
 
 def _html_escape(s: str) -> str:

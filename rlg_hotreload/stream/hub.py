@@ -155,6 +155,14 @@ class FrameHub:
         with self._cond:
             self._clients += 1
 
+    def try_add_client(self, limit: int) -> bool:
+        """Count one more client unless ``limit`` are attached already (atomic check-and-add)."""
+        with self._cond:
+            if self._clients >= limit:
+                return False
+            self._clients += 1
+            return True
+
     def remove_client(self) -> None:
         with self._cond:
             self._clients -= 1

@@ -10,20 +10,25 @@ import math
 import socket
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import WSGIRequestHandler
 
 from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.frames import grab_frame_once
 from rlg_hotreload.stream.hub import FrameHub
-from rlg_hotreload.stream.net import StreamerError, bind_socket
+from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
 
 log = logging.getLogger("rlg_hotreload")
 
 #: Status keeps the newest this many checkpoints (a week-long run may reload thousands of times).
 MAX_CHECKPOINTS_IN_STATUS = 500
+#: Open connections served at once (one thread each); more get 503. Stream viewers (each holds one
+#: connection for as long as it watches) are capped lower so the page and /status stay reachable.
+MAX_CONNECTIONS = 64
+MAX_STREAM_CLIENTS = 16
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
 
 
 class _Handler(WSGIRequestHandler):
@@ -82,6 +87,8 @@ class FrameStreamer(PlayerCallback):
         size: Optional[Tuple[int, int]] = None,
         realtime: bool = False,
         title: str = "rlg-hotreload",
+        max_connections: int = MAX_CONNECTIONS,
+        max_stream_clients: int = MAX_STREAM_CLIENTS,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise StreamerError("streamPort must be an integer in 0..65535, got %r" % (port,))
@@ -103,11 +110,14 @@ class FrameStreamer(PlayerCallback):
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.realtime = bool(realtime)
         self.title = title
+        self.max_connections = int(max_connections)
+        self.max_stream_clients = int(max_stream_clients)
         self.hub = FrameHub(quality=quality, size=self.size)
         self.port: Optional[int] = None
         self.url: Optional[str] = None
         self.started_at = time.monotonic()
-        self._server: Optional[BaseWSGIServer] = None
+        self._server: Optional[CappedWSGIServer] = None
+        self._health: Optional[Callable[[], Dict[str, Any]]] = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
         self._snapshot: Dict[str, Any] = {"checkpoint": None, "checkpoints": [], "reloads": 0}
@@ -125,12 +135,10 @@ class FrameStreamer(PlayerCallback):
             return self.url or ""
         sock = bind_socket(self.host, self.requested_port, self.port_tries)
         try:
-            server = make_server(
-                self.host, 0, create_app(self), threaded=True, request_handler=_Handler, fd=sock.fileno()
-            )
+            server = CappedWSGIServer(self.host, 0, create_app(self), _Handler, fd=sock.fileno())
         finally:
             sock.close()  # the server holds its own duplicate of the descriptor
-        server.daemon_threads = True
+        server.max_connections = self.max_connections
         self._server = server
         self.port = int(server.server_address[1])
         shown = "[%s]" % self.host if ":" in self.host else self.host
@@ -170,6 +178,19 @@ class FrameStreamer(PlayerCallback):
             self._thread.join(timeout)
         log.info("Stream server at %s stopped", self.url)
 
+    def allowed_hosts(self) -> Optional[Set[str]]:
+        """Host headers answered (DNS-rebinding guard), or None = any (a token is set, or all interfaces)."""
+        if self.token or self.host in ("0.0.0.0", "::", "") or self.port is None:
+            return None
+        bound = "[%s]" % self.host if ":" in self.host else self.host
+        names = {bound.lower(), *LOOPBACK_NAMES}
+        return names | {"%s:%d" % (n, self.port) for n in names}
+
+    @property
+    def open_connections(self) -> int:
+        server = self._server
+        return server.active if server is not None else 0
+
     @property
     def wants_frames(self) -> bool:
         """True while at least one viewer is attached: only then does on_step render."""
@@ -178,6 +199,7 @@ class FrameStreamer(PlayerCallback):
     # -- player hooks (player thread) --------------------------------------------------------
     def on_start(self, player: Any) -> None:
         self._snap_dirty = True
+        self._health = getattr(player, "reload_health", None)
 
     def on_reload(self, player: Any, info: CheckpointInfo) -> None:
         self._snap_dirty = True
@@ -274,6 +296,8 @@ class FrameStreamer(PlayerCallback):
         cp = snap.get("checkpoint")
         snap["file_age_s"] = round(time.time() - cp["mtime"], 1) if cp and cp.get("mtime") else None
         snap["steps"] = self._steps
+        health = self._health
+        snap["watcher"] = health() if health is not None else None
         snap["title"] = self.title
         snap["server_time"] = time.time()
         stream = self.hub.stats()

@@ -1,0 +1,37 @@
+"""The reload path: from files on disk to validated weights in a one-slot mailbox, off the player's thread.
+
+Why a package of small modules: each fault a long-running monitor meets has one home here.
+
+- :mod:`~rlg_hotreload.reload.source` — which checkpoint files exist now (`file`, folder, `latest`);
+- :mod:`~rlg_hotreload.reload.checkpoint` — reading one file (regular, size-bounded, weights only) and
+  validating it (keys, shapes, dtypes, dense, finite);
+- :mod:`~rlg_hotreload.reload.loaders` — the ``Loader`` interface and the inline loader;
+- :mod:`~rlg_hotreload.reload.process` / :mod:`~rlg_hotreload.reload.child` / :mod:`~rlg_hotreload.reload.blob`
+  — the loader child process and its shared-memory hand-over;
+- :mod:`~rlg_hotreload.reload.watcher` — the thread that never dies, its health, and the mailbox.
+"""
+
+from rlg_hotreload.reload.checkpoint import (
+    BAD,
+    MISMATCH,
+    TRANSIENT,
+    CheckpointError,
+    LoadedCheckpoint,
+    check_compatible,
+    load_checkpoint_file,
+    load_weights_only,
+    model_state,
+    read_regular_file,
+)  # fmt: skip
+from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
+from rlg_hotreload.reload.mailbox import Mailbox
+from rlg_hotreload.reload.process import ProcessLoader
+from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_version
+from rlg_hotreload.reload.watcher import LOADERS, CheckpointWatcher, make_loader
+
+__all__ = [
+    "BAD", "LOADERS", "MISMATCH", "TRANSIENT", "CheckpointError", "CheckpointSource", "CheckpointWatcher",
+    "FileVersion", "InlineLoader", "LoadedCheckpoint", "Loader", "LoaderUnavailable", "Mailbox", "ProcessLoader",
+    "check_compatible", "load_checkpoint_file", "load_weights_only", "make_loader", "model_state",
+    "read_regular_file", "stat_version",
+]  # fmt: skip

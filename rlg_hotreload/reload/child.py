@@ -1,0 +1,95 @@
+"""The loader child process: ``python -m rlg_hotreload.reload.child <parent pid>``, driven over pipes.
+
+Why a process: reading and unpickling a 50 MB checkpoint on a thread holds the GIL in long stretches
+(the weights-only unpickler is Python code), and every torch op of the player's forward pass must
+re-acquire it: measured, a 0.4 ms step grew to 14-21 ms during such a load. In a child the load costs
+the player nothing, and a file that crashes torch's reader takes down only the child.
+
+Why ``python -m`` and not ``multiprocessing``: spawn re-imports the user's main script in the child (a
+training script without an ``if __name__ == "__main__"`` guard would start training again), and fork is
+unsafe in a process with CUDA and threads.
+
+Why it ignores SIGINT and dies with its parent: Ctrl+C in a terminal signals the whole foreground process
+group; the parent decides when the child ends (it kills it), so the child must print nothing (no
+``KeyboardInterrupt`` traceback) and must never outlive the parent (``PR_SET_PDEATHSIG`` on Linux; EOF on
+stdin everywhere).
+
+Protocol: first line ``{"tensors": {name: [dtype, shape]}, "max_bytes": n}``, answered ``{"ready": true}``;
+then one JSON ``FileVersion`` per line, answered by one JSON line (see :mod:`rlg_hotreload.reload.blob`).
+"""
+
+import json
+import os
+import signal
+import sys
+from typing import Any, Dict, Optional, Tuple
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: Optional[int]) -> None:
+    """Linux: SIGKILL this process when the parent (thread) goes; exit now if it is gone already."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl: stdin EOF still ends the child when the parent dies
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(0)
+
+
+def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[int], Dict[str, Any]]:
+    from rlg_hotreload.reload.blob import NoSpace, write_blob
+    from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, load_checkpoint_file
+    from rlg_hotreload.reload.source import FileVersion
+
+    try:
+        loaded = load_checkpoint_file(FileVersion(*json.loads(line)), ref, "cpu", max_bytes)
+        fd, reply = write_blob(loaded.state, loaded.env_state)
+    except CheckpointError as e:
+        return None, {"ok": False, "error": str(e), "kind": e.kind}
+    except NoSpace as e:
+        return None, {"ok": False, "error": e.strerror, "kind": "nospace"}
+    except MemoryError:
+        return None, {"ok": False, "error": "out of memory in the loader process", "kind": TRANSIENT}
+    except OSError as e:
+        return None, {"ok": False, "error": "loader process: %s" % (e.strerror or e), "kind": TRANSIENT}
+    reply.update(ok=True, epoch=loaded.epoch, frame=loaded.frame, best_reward=loaded.best_reward,
+                 load_ms=loaded.load_ms)  # fmt: skip
+    return fd, reply
+
+
+def serve(parent_pid: Optional[int] = None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_pid)
+    import torch
+
+    from rlg_hotreload.reload.blob import discard, dtype_from_name
+
+    torch.set_num_threads(1)
+    if hasattr(os, "nice"):
+        os.nice(10)  # background work: on a busy machine the player's (OpenMP) threads go first
+    spec = json.loads(sys.stdin.readline() or "null")
+    if not spec:
+        return
+    ref = {k: torch.empty(s, dtype=dtype_from_name(d), device="meta") for k, (d, s) in spec["tensors"].items()}
+    max_bytes = int(spec["max_bytes"])
+    out = sys.stdout
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    last: Tuple[Optional[int], Dict[str, Any]] = (None, {})
+    for line in sys.stdin:
+        discard(*last)  # the parent asks again only after it has mapped the previous blob
+        last = (None, {})
+        fd, reply = _answer(line, ref, max_bytes)
+        if fd is not None:
+            last = (fd, reply)
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+    discard(*last)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]) if len(sys.argv) > 1 else None)

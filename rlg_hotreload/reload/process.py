@@ -1,0 +1,183 @@
+"""``ProcessLoader``: the parent side of the loader child (see :mod:`rlg_hotreload.reload.child`).
+
+Why these rules: the watcher thread waits on the child, the player's Ctrl+C must never wait on it.
+``load`` runs without a lock over the pipe I/O; ``close`` (any thread) kills the child at once, which
+ends a pending ``load`` with EOF within milliseconds. Every wait on the child is bounded by
+``timeout``; a child that died or hung is reported as a *transient* error (the file is retried) and a
+new child is started at the next load. The child runs in its own session, so a terminal's Ctrl+C
+(sent to the foreground process group) never reaches it.
+"""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional
+
+from rlg_hotreload.reload.blob import map_blob
+from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, LoadedCheckpoint, load_weights_only
+from rlg_hotreload.reload.loaders import Loader, LoaderUnavailable
+from rlg_hotreload.reload.source import FileVersion
+
+CHILD_MODULE = "rlg_hotreload.reload.child"
+
+
+def describe_exit(code: Optional[int]) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            return "killed by %s" % signal.Signals(-code).name
+        except ValueError:
+            return "killed by signal %d" % -code
+    return "exited with code %d" % code
+
+
+class ProcessLoader(Loader):
+    """Parent side: ``load(version)`` asks the child and waits (on the watcher thread, never the player's)."""
+
+    name = "process"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = {k: [str(v.dtype), list(v.shape)] for k, v in self.reference.items()}
+        self.devices = {k: v.device for k, v in self.reference.items()}
+        self.proc: Optional[subprocess.Popen] = None
+        self.spawns = 0
+        self._closed = False
+        self._lock = threading.Lock()  # guards proc/closed only; never held across pipe I/O
+
+    @property
+    def pid(self) -> Optional[int]:
+        proc = self.proc
+        return proc.pid if proc is not None else None
+
+    def _readline(self, proc: "subprocess.Popen[bytes]", timeout: float) -> Dict[str, Any]:
+        """One reply line within ``timeout`` s, or CheckpointError(transient) after killing the child."""
+        stdout = proc.stdout
+        assert stdout is not None
+        box: List[bytes] = []
+        if os.name == "posix":
+            if select.select([stdout], [], [], timeout)[0]:
+                box.append(stdout.readline())  # the child writes whole lines, flushed
+        else:
+            reader = threading.Thread(target=lambda: box.append(stdout.readline()), daemon=True)
+            reader.start()
+            reader.join(timeout)
+        if not box or not box[0]:
+            self._discard(proc)
+            if self._closed:
+                raise CheckpointError("loader stopped", TRANSIENT)
+            if not box:
+                raise CheckpointError("loader process gave no answer within %.0f s" % timeout, TRANSIENT)
+            raise CheckpointError("loader process %s" % describe_exit(proc.returncode), TRANSIENT)
+        return json.loads(box[0])
+
+    def _discard(self, proc: "subprocess.Popen[bytes]") -> None:
+        """Kill ``proc`` (if still running), reap it (bounded) and forget it."""
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(2.0)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable (D state on a dead NFS server): the OS reaps it later
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass  # a broken pipe has nothing left to flush
+        with self._lock:
+            if self.proc is proc:
+                self.proc = None
+
+    def start(self) -> None:
+        self._running()
+
+    def _running(self) -> "subprocess.Popen[bytes]":
+        """The live child, spawning one if needed; LoaderUnavailable if that is impossible."""
+        with self._lock:
+            if self._closed:
+                raise CheckpointError("loader stopped", TRANSIENT)
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            return proc
+        if proc is not None:
+            self._discard(proc)
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", CHILD_MODULE, str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True,
+            )  # fmt: skip
+        except (OSError, ValueError, subprocess.SubprocessError) as e:
+            raise LoaderUnavailable("cannot start the loader process (%s)" % e) from e
+        with self._lock:
+            closed = self._closed
+            self.proc = proc
+        self.spawns += 1
+        if closed:
+            self._discard(proc)
+            raise CheckpointError("loader stopped", TRANSIENT)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write((json.dumps({"tensors": self.spec, "max_bytes": self.max_bytes}) + "\n").encode())
+            proc.stdin.flush()
+            ready = self._readline(proc, max(self.timeout, 60.0)).get("ready")
+        except (OSError, ValueError) as e:
+            self._discard(proc)
+            raise LoaderUnavailable("the loader process did not start (%s)" % e) from e
+        except CheckpointError as e:
+            if self._closed:
+                raise
+            raise LoaderUnavailable("the loader process did not start (%s)" % e) from e
+        if not ready:
+            self._discard(proc)
+            raise LoaderUnavailable("the loader process did not start")
+        return proc
+
+    def load(self, version: FileVersion) -> LoadedCheckpoint:
+        proc = self._running()
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write((json.dumps(list(version)) + "\n").encode())
+            proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            self._discard(proc)
+            raise CheckpointError("loader process %s" % describe_exit(proc.returncode), TRANSIENT) from None
+        reply = self._readline(proc, self.timeout)
+        if not reply["ok"]:
+            if reply.get("kind") == "nospace":
+                raise LoaderUnavailable(reply["error"])
+            raise CheckpointError(reply["error"], reply.get("kind", "bad"))
+        t0 = time.perf_counter()
+        state, env = map_blob(reply, proc.pid, self.devices)
+        env_state = load_weights_only(env, need_model=False) if env else None
+        return LoadedCheckpoint(
+            version=version, state=state, epoch=reply["epoch"], frame=reply["frame"],
+            best_reward=reply["best_reward"], env_state=env_state,
+            load_ms=reply["load_ms"] + (time.perf_counter() - t0) * 1000.0, noticed_at=0.0,
+        )  # fmt: skip
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Kill the child now (idle or mid-load: a pending ``load`` then fails at once); bounded."""
+        with self._lock:
+            self._closed = True
+            proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable for now (D state); the OS reaps it when the parent exits
+
+    def describe(self) -> Dict[str, Any]:
+        return {"name": self.name, "pid": self.pid, "spawns": self.spawns}

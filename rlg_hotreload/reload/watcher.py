@@ -1,0 +1,307 @@
+"""The watcher thread: every ``interval`` s find the newest usable checkpoint and prepare it off the hot path.
+
+Why a thread that never dies: a monitor runs for days next to training, on NFS/SSHFS mounts that go
+stale, in folders that change owner; an exception that ends the thread would leave the player playing
+stale weights forever with nothing in ``/status``. Every exception of a check is caught, logged once per
+cause, and the check is retried with exponential backoff; :meth:`CheckpointWatcher.health` exposes the
+last check time and the last error to ``/status`` and to the final summary.
+
+Why "first seen" orders versions: mtimes come from the writer's clock, which may be ahead (a file dated
+in the future would otherwise block every later reload) or far behind (``rsync -a`` keeps the server's
+mtime). A version seen in a later check is newer; within one check, mtime decides (a future mtime counts
+as now, with one warning). The player never rolls back to a version seen before the one playing.
+
+The player's side is the one-slot :class:`~rlg_hotreload.reload.mailbox.Mailbox`.
+"""
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Dict, Optional, Set, Tuple, Type
+
+import torch
+
+from rlg_hotreload.reload.checkpoint import (
+    BAD,
+    DEFAULT_MAX_MB,
+    MISMATCH,
+    TRANSIENT,
+    CheckpointError,
+    LoadedCheckpoint,
+    one_line,
+)  # fmt: skip
+from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
+from rlg_hotreload.reload.mailbox import Mailbox
+from rlg_hotreload.reload.process import ProcessLoader
+from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_version
+
+log = logging.getLogger("rlg_hotreload")
+
+LOADERS: Dict[str, Type[Loader]] = {"process": ProcessLoader, "inline": InlineLoader, "thread": InlineLoader}
+MAX_BACKOFF_S = 60.0
+FRESH_S = 1.0  # a corrupt file younger than this may still be being written: retried before warning
+FUTURE_SLACK_NS = 2 * 10**9
+
+
+def make_loader(name: str, reference: Dict[str, torch.Tensor], **kwargs: Any) -> Loader:
+    if name not in LOADERS:
+        raise ValueError("loader=%s: allowed values are %s" % (name, ", ".join(LOADERS)))
+    return LOADERS[name](reference, **kwargs)
+
+
+class CheckpointWatcher:
+    """Background thread feeding a :class:`Mailbox` with validated checkpoints.
+
+    ``interval == 0`` means load once: the thread ends after the first accepted checkpoint. Rejected file
+    versions are remembered (and warned about once); a changed file is a new version and is tried again.
+    """
+
+    def __init__(
+        self,
+        source: CheckpointSource,
+        reference: Dict[str, torch.Tensor],
+        interval: float = 30.0,
+        settle: float = 0.1,
+        wait_log_every: float = 30.0,
+        loader: str = "inline",
+        max_bytes: int = DEFAULT_MAX_MB << 20,
+        timeout: float = 120.0,
+    ) -> None:
+        self.source = source
+        self.reference = {k: v.detach() for k, v in reference.items()}
+        self.interval = interval
+        self.settle = settle
+        self.wait_log_every = wait_log_every
+        self.loader_name = loader
+        self.loader_kwargs: Dict[str, Any] = {"max_bytes": max_bytes, "timeout": timeout}
+        self.loader: Optional[Loader] = None
+        self.mailbox = Mailbox()
+        self.current: Optional[FileVersion] = None  # the version last handed to the player
+        self.fatal: Optional[CheckpointError] = None  # the named file does not fit: nothing to wait for
+        self.rejected: Set[FileVersion] = set()
+        self._seen: Dict[FileVersion, Tuple[int, int, float]] = {}  # (check no, clamped mtime, monotonic)
+        self._retry: Dict[FileVersion, Tuple[int, float]] = {}  # transient failures: (count, not before)
+        self._current_rank: Optional[Tuple[int, int, str]] = None
+        self._logged: Set[str] = set()
+        self._problems: Set[str] = set()
+        self._polls = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._first_check = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._last_wait_log = 0.0
+        self._health: Dict[str, Any] = {"checks": 0, "last_check_at": None, "errors": 0,
+                                        "last_error": None, "last_error_at": None, "loading": None}  # fmt: skip
+
+    # -- player side (no I/O) ----------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.mailbox.ready
+
+    def take(self) -> Optional[LoadedCheckpoint]:
+        return self.mailbox.take()
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` s until a checkpoint is ready (or there is news, see ``fatal``)."""
+        return self.mailbox.wait(timeout)
+
+    def wait_first_check(self, timeout: float) -> bool:
+        return self._first_check.wait(timeout)
+
+    def reject(self, version: FileVersion) -> None:
+        """The player could not use ``version`` after all (its first forward pass failed)."""
+        with self._lock:
+            self.rejected.add(version)
+
+    def health(self) -> Dict[str, Any]:
+        """A copy, safe from any thread: checks, last check time (epoch s), errors, last error, loader."""
+        with self._lock:
+            h = dict(self._health)
+        last = h["last_check_at"]
+        h["last_check_age_s"] = round(time.time() - last, 1) if last else None
+        h["alive"] = self._thread is not None and self._thread.is_alive()
+        loader = self.loader
+        h["loader"] = loader.describe() if loader is not None else {"name": self.loader_name}
+        return h
+
+    # -- thread ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="rlg-hotreload-watcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Bounded whatever a load is doing: the loader is closed first (a pending load ends at once)."""
+        self._stop.set()
+        loader = self.loader
+        if loader is not None:
+            loader.close(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        failures = 0
+        try:
+            if self.current is not None and self.interval > 0:
+                self.ensure_loader()  # start the child now, not at the first reload
+            while not self._stop.is_set():
+                accepted = False
+                try:
+                    accepted = self.poll()
+                    if failures:
+                        log.info("Checking %s again (after %d failed checks)", self.source.describe(), failures)
+                        self._logged = {k for k in self._logged if not k.startswith("check:")}
+                    failures = 0
+                except Exception as e:  # noqa: BLE001 - a background thread logs and survives
+                    failures += 1
+                    self._error("check:%s: %s" % (type(e).__name__, e), "Cannot check %s: %s; retrying"
+                                % (self.source.describe(), one_line(e)), not isinstance(e, OSError))  # fmt: skip
+                finally:
+                    self._first_check.set()
+                if accepted and self.interval <= 0:
+                    return
+                if failures:
+                    delay = min(max(self.interval, 0.5) * 2 ** (failures - 1), MAX_BACKOFF_S)
+                elif self.current is None and self.interval > 0:
+                    delay = min(self.interval, 1.0)
+                else:
+                    delay = self.interval or 1.0
+                self._stop.wait(delay)
+        finally:
+            if self.loader is not None:
+                self.loader.close()
+
+    def _note(self, message: str) -> None:
+        with self._lock:
+            self._health.update(errors=self._health["errors"] + 1, last_error=message, last_error_at=time.time())
+
+    def _error(self, cause: str, message: str, trace: bool = False) -> None:
+        self._note(message)
+        if cause not in self._logged and not self._stop.is_set():
+            self._logged.add(cause)
+            log.warning(message, exc_info=trace)
+
+    def _once(self, key: str, message: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            log.warning(message, *args)
+
+    def ensure_loader(self) -> Loader:
+        if self.loader is None:
+            self.loader = make_loader(self.loader_name, self.reference, **self.loader_kwargs)
+            try:
+                self.loader.start()
+            except LoaderUnavailable as e:
+                self._fall_back(e)
+        return self.loader
+
+    def _fall_back(self, why: Exception) -> None:
+        """Swap the loader object for an inline one, with one warning."""
+        old = self.loader
+        self.loader = InlineLoader(self.reference, **self.loader_kwargs)
+        if old is not None:
+            old.close()
+        log.warning("Loading checkpoints on the watcher thread from now on: %s", why)
+
+    def _load(self, version: FileVersion) -> LoadedCheckpoint:
+        loader = self.ensure_loader()
+        with self._lock:
+            self._health["loading"] = version.path
+        try:
+            try:
+                return loader.load(version)
+            except LoaderUnavailable as e:
+                if self._stop.is_set():
+                    raise CheckpointError("loader stopped", TRANSIENT) from e
+                self._fall_back(e)
+                return self.ensure_loader().load(version)
+        finally:
+            with self._lock:
+                self._health["loading"] = None
+
+    # -- one check ----------------------------------------------------------------------------------
+    def _rank(self, v: FileVersion) -> Tuple[int, int, str]:
+        seen = self._seen.get(v)
+        if seen is None:
+            now_ns = time.time_ns()
+            mtime = v.mtime_ns
+            if mtime > now_ns + FUTURE_SLACK_NS:
+                self._once("future:" + v.path, "%s is dated %.0f s in the future (clock skew?); treating it as "
+                           "written now", v.path, (mtime - now_ns) / 1e9)  # fmt: skip
+                # "now" = when it last changed here: ctime comes from this machine's clock (utime can't set it)
+                mtime = min(now_ns, v.ctime_ns or now_ns)
+            seen = self._seen[v] = (self._polls, mtime, time.monotonic())
+        return (seen[0], seen[1], v.path)  # a later check first, then the (clamped) mtime
+
+    def poll(self) -> bool:
+        """One check: returns True if a new checkpoint was prepared for the player."""
+        self._polls += 1
+        candidates = self.source.candidates()
+        with self._lock:
+            self._health.update(checks=self._health["checks"] + 1, last_check_at=time.time())
+        problems = {"%s: %s" % kv for kv in self.source.problems.items()}
+        for text in sorted(problems - self._problems):  # once per entry and cause, while it lasts
+            self._note("Skipping %s" % text)
+            log.warning("Skipping %s", text)
+        self._problems = problems
+        live = set(candidates)  # forget versions that are gone: a days-long run must not grow these
+        with self._lock:
+            self.rejected &= live
+        for table in (self._seen, self._retry):
+            for v in [v for v in table if v not in live]:
+                del table[v]  # type: ignore[attr-defined]
+        if not candidates and self.current is None:
+            now = time.monotonic()
+            if now - self._last_wait_log >= self.wait_log_every:
+                self._last_wait_log = now
+                log.info("Waiting for a checkpoint in %s ...", self.source.describe())
+            return False
+        ranked = sorted(((self._rank(v), v) for v in candidates), reverse=True)
+        for rank, version in ranked:
+            if self._current_rank is not None and (version == self.current or rank <= self._current_rank):
+                return False  # nothing newer than what is playing: never roll back
+            if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
+                continue
+            if self._stop.wait(self.settle):
+                return False
+            if stat_version(version.path) != version:
+                return False  # still being written: look again at the next check
+            try:
+                loaded = self._load(version)
+            except CheckpointError as e:
+                if not self._stop.is_set():
+                    self._failed(version, e)
+                continue
+            loaded.noticed_at = self._seen[version][2]
+            self._retry.pop(version, None)
+            self.current, self._current_rank = version, rank
+            self.mailbox.put(loaded)
+            return True
+        return False
+
+    def _failed(self, version: FileVersion, e: CheckpointError) -> None:
+        now = time.monotonic()
+        count = self._retry.get(version, (0, 0.0))[0] + 1
+        age = time.time() - min(version.mtime, self._seen[version][1] / 1e9)
+        if e.kind == TRANSIENT or (e.kind == BAD and age < FRESH_S and count == 1):
+            # transient, or a corrupt file so young it may still be being written: try again later
+            delay = min(max(self.interval, 0.5) * 2 ** (count - 1), MAX_BACKOFF_S)
+            self._retry[version] = (count, now + (delay if e.kind == TRANSIENT else FRESH_S - age))
+            if e.kind == TRANSIENT:
+                self._error("load:%s:%s" % (version.path, e), "Cannot load %s yet: %s; retrying" % (version.path, e))
+            return
+        with self._lock:
+            self.rejected.add(version)
+        if self.current is not None:
+            tail = "; still playing %s" % os.path.basename(self.current.path)
+        elif e.kind == MISMATCH and self.source.kind == "file":
+            tail = ""
+        else:
+            tail = "; nothing is playing yet: waiting for a %s" % (
+                "checkpoint that fits this network" if e.kind == MISMATCH else "usable checkpoint")
+        self._note("Skipping %s: %s" % (version.path, e))
+        log.warning("Skipping %s: %s%s", version.path, e, tail)
+        if e.kind == MISMATCH and self.source.kind == "file" and self.current is None:
+            self.fatal = e
+            self.mailbox.wake()
