@@ -131,9 +131,7 @@ class MjWarpBlindGrasping(VecEnvApi):
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0: its state is copied to the host and drawn by MuJoCo's renderer."""
-        if mode != "rgb_array":
-            raise ValueError("render mode={!r} is not supported; allowed: rgb_array".format(mode))
-        return self.view.render()
+        return self.view.render(mode)
 
     def close(self) -> None:
         self.view.close()

@@ -97,9 +97,7 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
-        if mode != "rgb_array":
-            raise ValueError("render mode={!r} is not supported; allowed: rgb_array".format(mode))
-        return self.view.render()
+        return self.view.render(mode)
 
     def close(self) -> None:
         self.view.close()

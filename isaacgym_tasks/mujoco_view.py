@@ -35,8 +35,10 @@ class MujocoView:
         self._viewer_due = 0.0  # wall-clock time the viewer's next frame is due
         self._viewer: Any = None if cfg.headless else self._open_viewer()
 
-    def render(self) -> np.ndarray:
+    def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] from the 'front' camera, rendered offscreen."""
+        if mode != "rgb_array":
+            raise ValueError("render mode={!r} is not supported; allowed: rgb_array".format(mode))
         if self._renderer is None:
             m, cfg = self.model, self.cfg
             if cfg.render_width > m.vis.global_.offwidth or cfg.render_height > m.vis.global_.offheight:

@@ -128,6 +128,8 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
     if "params" not in yaml_cfg or "config" not in yaml_cfg["params"]:
         raise ConfigError("train.config: not an rl-games YAML (needs params.config)")
     params = copy.deepcopy(yaml_cfg["params"])
+    cfg = dict(cfg)
+    resolve_devices(cfg)  # concrete devices for rl-games (idempotent; callers may have done it)
     conf = params["config"]
     tr = cfg["train"]
     test = tr["test"]

@@ -12,7 +12,10 @@ import pytest
 import torch
 from procs import REPO, run_cli
 
-gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+def gpu(test):
+    """``gpu`` marker (select with ``-m gpu``), skipped without CUDA."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
 has_warp = pytest.mark.skipif(
     subprocess.run([sys.executable, "-c", "import mujoco_warp"], capture_output=True).returncode != 0,
     reason="mujoco_warp is not installed",
