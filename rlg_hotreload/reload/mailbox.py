@@ -8,7 +8,17 @@ nothing (no lock, no I/O).
 import threading
 from typing import Optional
 
+import torch
+
 from rlg_hotreload.reload.checkpoint import LoadedCheckpoint
+
+
+def _settle(item: LoadedCheckpoint) -> None:
+    """Finish the watcher thread's copies to a GPU before the player may read them: the player can run on
+    another CUDA stream (the MuJoCo Warp backend sets one), which does not wait for this thread's."""
+    devices = {t.device for t in item.state.values() if t.is_cuda}
+    for device in devices:
+        torch.cuda.current_stream(device).synchronize()
 
 
 class Mailbox:
@@ -25,6 +35,7 @@ class Mailbox:
         return self._item is not None
 
     def put(self, item: LoadedCheckpoint) -> None:
+        _settle(item)
         with self._lock:
             self._item = item
             self._event.set()
