@@ -95,6 +95,8 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         self.control_dt: Optional[float] = self._find_control_dt()
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
+        # set from restore() until run() ends: a stop signal between the two must not kill the process
+        self._restore_signals: Optional[Callable[[], None]] = None
         self._restore_spec = pc.get("checkpoint") or None
         self.pending_rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
         self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
@@ -111,15 +113,17 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         self._restore_spec = fn
         watcher = self._make_watcher(fn)
         watcher.start()
-        restore_signals = self._install_signal_handlers()
+        if self._restore_signals is None:
+            self._restore_signals = self._install_signal_handlers()  # run() puts the old ones back
         try:
             deadline = time.monotonic() + FIRST_CHECK_WAIT_S
             while not self._stop_event.is_set() and time.monotonic() < deadline:
                 if watcher.wait_first_check(0.2):
                     break
-        finally:
-            restore_signals()
-        self._raise_if_fatal()
+            self._raise_if_fatal()
+        except BaseException:
+            self._put_signals_back()
+            raise
         if watcher.ready:
             self.swap_in(watcher.take())
 
@@ -179,7 +183,8 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> Summary:
         """Play until ``games_num`` games are done (0 = forever) or Ctrl+C / SIGTERM; return the summary."""
-        restore_signals = self._install_signal_handlers()
+        if self._restore_signals is None:
+            self._restore_signals = self._install_signal_handlers()
         try:
             if self.watcher is None:
                 if not self._restore_spec:
@@ -204,7 +209,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
             if self.watcher is not None:
                 self.watcher.stop()
                 self.summary.watcher = self.watcher.health()
-            restore_signals()
+            self._put_signals_back()
             self._finish()
         return self.summary
 
@@ -300,6 +305,11 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
             close = getattr(self.env, "close", None)
             if close is not None:
                 close()
+
+    def _put_signals_back(self) -> None:
+        if self._restore_signals is not None:
+            self._restore_signals()
+            self._restore_signals = None
 
     def _install_signal_handlers(self) -> Callable[[], None]:
         return install_stop_handlers(self._stop_event, lambda name: log.info("Stopping (%s) ...", name))

@@ -85,8 +85,10 @@ def test_concurrent_clients_get_distinct_decodable_frames(live):
             im.load()  # full decode, raises on a truncated JPEG
             assert im.format == "JPEG" and im.size == (500, 500)
         assert len({im.tobytes() for im in imgs}) > 1, "the pendulum moves: frames must differ"
-    # Encode once: JPEG encodes never exceed renders, whatever the client count.
-    assert 0 < s.hub.encoded <= s.hub.submitted == d.renders
+    # Encode once: JPEG encodes never exceed renders, whatever the client count. The driver still runs:
+    # a frame rendered just now may not be submitted yet (read submitted first, then renders).
+    submitted = s.hub.submitted
+    assert 0 < s.hub.encoded <= submitted <= d.renders <= submitted + 1
     assert s.hub.sent >= n_clients * n_frames
 
 
