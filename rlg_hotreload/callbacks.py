@@ -10,11 +10,14 @@ calls ``player.grab_frame()`` from ``on_step``; rendering happens only then, so 
 frames nobody watches.
 """
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from rlg_hotreload.player import HotReloadPlayer
+
+log = logging.getLogger("rlg_hotreload")
 
 
 @dataclass
@@ -114,11 +117,19 @@ class Summary:
 class PlayerCallback:
     """Base class with no-op hooks; override the ones you need.
 
-    Order of calls: ``on_start`` once (after the first weights are loaded, before the first step),
+    Lifecycle (as SB3's ``init_callback``): ``setup(player)`` once, when the player starts following
+    checkpoints (a streamer binds its port here), and ``close()`` once after ``on_stop`` (or after a failed
+    start), whatever happened: release servers, threads and files there. Order of calls: ``on_start`` once (after the first weights are loaded, before the first step),
     ``on_reload`` for every checkpoint swapped in (including the first), ``on_step`` after every
     environment step, ``on_episode_end`` for each finished episode, ``on_stop`` once at the end
     (also after Ctrl+C / SIGTERM; the summary is final then).
     """
+
+    def setup(self, player: "HotReloadPlayer") -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
     def on_start(self, player: "HotReloadPlayer") -> None:
         pass
@@ -141,6 +152,33 @@ class CallbackList(PlayerCallback):
 
     def __init__(self, callbacks: Sequence[PlayerCallback] = ()) -> None:
         self.callbacks: List[PlayerCallback] = list(callbacks)
+        self._open: Optional[List[PlayerCallback]] = None  # those set up, until close()
+
+    def setup(self, player: Any) -> None:
+        """Set each callback up once (later calls do nothing); if one fails, close those already set up."""
+        if self._open is not None:
+            return
+        self._open = []
+        try:
+            for cb in self.callbacks:
+                cb.setup(player)
+                self._open.append(cb)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the callbacks that were set up, in reverse order, each exactly once."""
+        opened, self._open = self._open or [], []
+        errors: List[BaseException] = []
+        for cb in reversed(opened):
+            try:
+                cb.close()
+            except Exception as e:  # one failing close must not leave the others open; re-raised below
+                log.error("closing %s failed: %s", type(cb).__name__, e)
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
     def append(self, cb: PlayerCallback) -> None:
         self.callbacks.append(cb)

@@ -96,6 +96,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         self._restore_spec = pc.get("checkpoint") or None
+        self._env_closed = False
         self.pending_rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
         self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -109,6 +110,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         file of another network raises CheckpointError (kind ``mismatch``).
         """
         self._restore_spec = fn
+        self.callbacks.setup(self)  # e.g. the stream page is up while the first checkpoint is awaited
         watcher = self._make_watcher(fn)
         watcher.start()
         restore_signals = self._install_signal_handlers()
@@ -181,6 +183,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         """Play until ``games_num`` games are done (0 = forever) or Ctrl+C / SIGTERM; return the summary."""
         restore_signals = self._install_signal_handlers()
         try:
+            self.callbacks.setup(self)  # once: a no-op when restore() did it
             if self.watcher is None:
                 if not self._restore_spec:
                     raise CheckpointError("no checkpoint given: set checkpoint=<file|folder|latest>")
@@ -297,8 +300,19 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
                 log.info("%s", line)
             if s.games:
                 print("av reward:", s.mean_reward, "av steps:", s.mean_length, flush=True)
-            close = getattr(self.env, "close", None)
-            if close is not None:
+            self.close_all()
+
+    def close_all(self) -> None:
+        """Release everything: callbacks (each ``close()`` once), the watcher, the env. ``run()`` ends with
+        this; call it yourself only when ``run()`` never ran (e.g. ``restore()`` raised)."""
+        try:
+            self.callbacks.close()
+        finally:
+            if self.watcher is not None:
+                self.watcher.stop()
+            close = getattr(self.env, "close", None)  # rl-games' IVecEnv does not require one
+            if close is not None and not self._env_closed:
+                self._env_closed = True
                 close()
 
     def _install_signal_handlers(self) -> Callable[[], None]:

@@ -23,22 +23,13 @@ def trained_run(tmp_path_factory):
 
 
 def make_player(train_dir, callbacks=(), **overrides):
-    """A real HotReloadPlayer for Pendulum-v1 built by a stock rl-games Runner (in-process)."""
-    from rl_games.torch_runner import Runner
-
-    import rlg_hotreload
-    from rlg_hotreload import config, run
+    """A real HotReloadPlayer for Pendulum-v1 through the public build API (a stock rl-games Runner)."""
+    from rlg_hotreload import build
 
     args = ["task=Pendulum-v1", "trainDir=%s" % train_dir, "printStats=false"]
     args += ["%s=%s" % kv for kv in overrides.items()]
-    cfg = config.load(os.path.join(REPO, "cfg", "test.yaml"), args)
-    run._register_task(cfg["task"])
-    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
-    params = run.build_params(cfg, yaml_cfg)
-    runner = Runner()
-    rlg_hotreload.register(runner, callbacks=callbacks)
-    runner.load({"params": params})
-    return runner.create_player()
+    cfg = build.load_config(args, preset=os.path.join(REPO, "cfg", "test.yaml"))
+    return build.make_player(cfg, callbacks)
 
 
 @pytest.fixture

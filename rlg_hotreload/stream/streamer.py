@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from werkzeug.serving import WSGIRequestHandler
 
 from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
+from rlg_hotreload.readyfile import write_ready_file
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.frames import grab_frame_once
 from rlg_hotreload.stream.hub import FrameHub
@@ -86,6 +87,7 @@ class FrameStreamer(PlayerCallback):
         token: Optional[str] = None,
         size: Optional[Tuple[int, int]] = None,
         realtime: bool = False,
+        ready_file: Optional[str] = None,
         title: str = "rlg-hotreload",
         max_connections: int = MAX_CONNECTIONS,
         max_stream_clients: int = MAX_STREAM_CLIENTS,
@@ -109,6 +111,7 @@ class FrameStreamer(PlayerCallback):
         self.token = None if token is None else str(token)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.realtime = bool(realtime)
+        self.ready_file = ready_file
         self.title = title
         self.max_connections = int(max_connections)
         self.max_stream_clients = int(max_stream_clients)
@@ -161,8 +164,18 @@ class FrameStreamer(PlayerCallback):
             )
         if self.port != self.requested_port and self.requested_port:
             log.warning("streamPort %d was busy; using %d", self.requested_port, self.port)
+        if self.ready_file:
+            write_ready_file(self.ready_file, self.url, self.port)
         log.info("Streaming at %s%s", self.url, " (needs ?token=<streamToken>)" if self.token else "")
         return self.url
+
+    def setup(self, player: Any) -> None:
+        """Player lifecycle: bind and serve (``start``) when the player starts following checkpoints."""
+        self.start()
+
+    def close(self) -> None:
+        """Player lifecycle: stop serving (``stop``), after ``on_stop``."""
+        self.stop()
 
     def stop(self, timeout: float = 3.0) -> None:
         """Close client streams, shut the server down and join its thread; every wait is bounded."""
@@ -211,8 +224,7 @@ class FrameStreamer(PlayerCallback):
 
     def on_stop(self, player: Any, summary: Summary) -> None:
         self._snap_dirty = True
-        self._refresh_snapshot(player)
-        self.stop()
+        self._refresh_snapshot(player)  # the final numbers; close() (called next) stops the server
 
     def on_step(self, player: Any, step: int) -> None:
         self._steps = step
