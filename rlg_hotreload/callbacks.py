@@ -7,15 +7,13 @@ with a few optional hooks, composed in a list and called by the player in a fixe
 All hooks run on the player thread, between environment steps. They must return quickly: heavy work
 (JPEG/mp4 encoding, network I/O) belongs on the callback's own thread. A callback that wants a frame
 calls ``player.grab_frame()`` from ``on_step``; rendering happens only then, so nobody pays for
-frames nobody watches.
+frames nobody watches, and the player keeps that frame for the rest of the step, so two callbacks
+wanting it cost one render.
 """
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rlg_hotreload.player import HotReloadPlayer
+from typing import Any, Dict, List, Optional, Protocol, Sequence
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -114,6 +112,32 @@ class Summary:
         return out
 
 
+class PlayerView(Protocol):
+    """What a callback may read from and ask of the player (HotReloadPlayer satisfies it).
+
+    Why a protocol: callbacks are typed against this, not against the player class, so a stand-in
+    (tests' GymDriver, your own loop) only needs these members, and nothing is found by ``getattr``.
+    """
+
+    #: seconds of simulated time per step (None when the env does not say): pacing and video speed
+    control_dt: Optional[float]
+    #: live numbers; final once ``on_stop`` is called
+    summary: "Summary"
+    #: the checkpoint playing now (None before the first load)
+    current: Optional[CheckpointInfo]
+    #: what the player follows, for humans (``latest in runs/``, a folder, a file)
+    source: str
+
+    def grab_frame(self) -> Any:
+        """The current frame (HxWx3 uint8 array) or None; rendered at most once per step."""
+
+    def request_stop(self) -> None:
+        """End the play loop after the current step (thread-safe)."""
+
+    def reload_health(self) -> Dict[str, Any]:
+        """The checkpoint watcher's health (thread-safe)."""
+
+
 class PlayerCallback:
     """Base class with no-op hooks; override the ones you need.
 
@@ -125,25 +149,25 @@ class PlayerCallback:
     (also after Ctrl+C / SIGTERM; the summary is final then).
     """
 
-    def setup(self, player: "HotReloadPlayer") -> None:
+    def setup(self, player: PlayerView) -> None:
         pass
 
     def close(self) -> None:
         pass
 
-    def on_start(self, player: "HotReloadPlayer") -> None:
+    def on_start(self, player: PlayerView) -> None:
         pass
 
-    def on_reload(self, player: "HotReloadPlayer", info: CheckpointInfo) -> None:
+    def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
         pass
 
-    def on_step(self, player: "HotReloadPlayer", step: int) -> None:
+    def on_step(self, player: PlayerView, step: int) -> None:
         pass
 
-    def on_episode_end(self, player: "HotReloadPlayer", episode: EpisodeRecord) -> None:
+    def on_episode_end(self, player: PlayerView, episode: EpisodeRecord) -> None:
         pass
 
-    def on_stop(self, player: "HotReloadPlayer", summary: Summary) -> None:
+    def on_stop(self, player: PlayerView, summary: Summary) -> None:
         pass
 
 
@@ -154,7 +178,7 @@ class CallbackList(PlayerCallback):
         self.callbacks: List[PlayerCallback] = list(callbacks)
         self._open: Optional[List[PlayerCallback]] = None  # those set up, until close()
 
-    def setup(self, player: Any) -> None:
+    def setup(self, player: PlayerView) -> None:
         """Set each callback up once (later calls do nothing); if one fails, close those already set up."""
         if self._open is not None:
             return
@@ -186,22 +210,22 @@ class CallbackList(PlayerCallback):
     def __bool__(self) -> bool:
         return bool(self.callbacks)
 
-    def on_start(self, player: Any) -> None:
+    def on_start(self, player: PlayerView) -> None:
         for cb in self.callbacks:
             cb.on_start(player)
 
-    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+    def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
         for cb in self.callbacks:
             cb.on_reload(player, info)
 
-    def on_step(self, player: Any, step: int) -> None:
+    def on_step(self, player: PlayerView, step: int) -> None:
         for cb in self.callbacks:
             cb.on_step(player, step)
 
-    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+    def on_episode_end(self, player: PlayerView, episode: EpisodeRecord) -> None:
         for cb in self.callbacks:
             cb.on_episode_end(player, episode)
 
-    def on_stop(self, player: Any, summary: Summary) -> None:
+    def on_stop(self, player: PlayerView, summary: Summary) -> None:
         for cb in self.callbacks:
             cb.on_stop(player, summary)

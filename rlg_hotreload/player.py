@@ -89,6 +89,8 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
         self.frame_source: Optional[Callable[[], Optional[np.ndarray]]] = None
+        self._frame_step = -1  # summary.steps of the cached frame (see grab_frame)
+        self._frame: Optional[np.ndarray] = None
         self.summary = Summary()
         self.current: Optional[CheckpointInfo] = None
         self.source = ""
@@ -163,13 +165,19 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
 
     # -- frames --------------------------------------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
-        """Render now (player thread) through ``frame_source`` if set, else ``env.render()``."""
+        """This step's frame through ``frame_source`` if set, else ``env.render()``: rendered on the first
+        call of a step, the same array for every later call in that step (streamer and recorder)."""
+        step = self.summary.steps
+        if self._frame_step == step:
+            return self._frame
         if self.frame_source is not None:
-            return self.frame_source()
-        frame = self.env.render()
-        if isinstance(frame, torch.Tensor):
-            frame = frame.cpu().numpy()
-        return frame if isinstance(frame, np.ndarray) else None
+            frame = self.frame_source()
+        else:
+            frame = self.env.render()
+            if isinstance(frame, torch.Tensor):
+                frame = frame.cpu().numpy()
+        self._frame_step, self._frame = step, frame if isinstance(frame, np.ndarray) else None
+        return self._frame
 
     def _find_control_dt(self) -> Optional[float]:
         env = self.env

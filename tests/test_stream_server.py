@@ -45,6 +45,7 @@ def live() -> Iterator[Tuple[FrameStreamer, GymDriver]]:
     d = GymDriver([s])
     d.start()
     t = run_in_thread(d, max_s=60.0, reload_every=450)
+    d.thread = t
     yield s, d
     d.stop_event.set()
     t.join(10)
@@ -86,6 +87,8 @@ def test_concurrent_clients_get_distinct_decodable_frames(live):
             assert im.format == "JPEG" and im.size == (500, 500)
         assert len({im.tobytes() for im in imgs}) > 1, "the pendulum moves: frames must differ"
     # Encode once: JPEG encodes never exceed renders, whatever the client count.
+    d.stop_event.set()  # counters read while the driver steps race (it renders, then submits)
+    d.thread.join(10)
     assert 0 < s.hub.encoded <= s.hub.submitted == d.renders
     assert s.hub.sent >= n_clients * n_frames
 

@@ -14,10 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
+from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, PlayerView, Summary
+from rlg_hotreload.pacing import RealtimePacer
 from rlg_hotreload.readyfile import write_ready_file
 from rlg_hotreload.stream.app import create_app
-from rlg_hotreload.stream.frames import grab_frame_once
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
 
@@ -128,8 +128,8 @@ class FrameStreamer(PlayerCallback):
         self._snap_at = 0.0
         self._steps = 0
         self._next_frame_t = 0.0
-        self._pace: Optional[Tuple[float, int]] = None  # (wall time, step) anchor for realtime
-        self.paced_sleep_s = 0.0
+        # realtime: hold the player to wall-clock speed while someone watches (its own callback)
+        self.pacer: Optional[RealtimePacer] = RealtimePacer(when=lambda: self.wants_frames) if realtime else None
 
     # -- server lifecycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -210,33 +210,38 @@ class FrameStreamer(PlayerCallback):
         return self._server is not None and self.hub.clients > 0
 
     # -- player hooks (player thread) --------------------------------------------------------
-    def on_start(self, player: Any) -> None:
-        self._snap_dirty = True
-        self._health = getattr(player, "reload_health", None)
+    @property
+    def paced_sleep_s(self) -> float:
+        """Seconds slept to hold real time (0 without ``realtime``)."""
+        return self.pacer.slept_s if self.pacer is not None else 0.0
 
-    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+    def on_start(self, player: PlayerView) -> None:
         self._snap_dirty = True
-        self._pace = None  # a reload may take a moment; don't try to "catch up" afterwards
+        self._health = player.reload_health
+
+    def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
+        self._snap_dirty = True
+        if self.pacer is not None:
+            self.pacer.on_reload(player, info)
         self._refresh_snapshot(player)
 
-    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+    def on_episode_end(self, player: PlayerView, episode: EpisodeRecord) -> None:
         self._snap_dirty = True  # cheap: batched envs end many episodes per step
 
-    def on_stop(self, player: Any, summary: Summary) -> None:
+    def on_stop(self, player: PlayerView, summary: Summary) -> None:
         self._snap_dirty = True
         self._refresh_snapshot(player)  # the final numbers; close() (called next) stops the server
 
-    def on_step(self, player: Any, step: int) -> None:
+    def on_step(self, player: PlayerView, step: int) -> None:
         self._steps = step
         now = time.monotonic()
         if self._snap_dirty and now - self._snap_at > 0.5:
             self._refresh_snapshot(player)
-        if not self.wants_frames:
-            self._pace = None
-            return
-        if self.realtime:
-            self._pace_step(player, step, now)
+        if self.pacer is not None:
+            self.pacer.on_step(player, step)  # sleeps only while frames are wanted
             now = time.monotonic()
+        if not self.wants_frames:
+            return
         if now < self._next_frame_t:
             return
         interval = 1.0 / self.fps
@@ -246,34 +251,19 @@ class FrameStreamer(PlayerCallback):
             self._next_frame_t = now + interval
         else:
             self._next_frame_t += interval
-        frame = grab_frame_once(player, step)
+        frame = player.grab_frame()  # the player renders once per step, however many callbacks ask
         if frame is not None:
             self.hub.submit(frame, time.time())
 
-    def _pace_step(self, player: Any, step: int, now: float) -> None:
-        dt = getattr(player, "control_dt", None)
-        if not dt:
-            return
-        if self._pace is None:
-            self._pace = (now, step)
-            return
-        t0, s0 = self._pace
-        ahead = t0 + (step - s0) * dt - now
-        if ahead > 0:
-            time.sleep(min(ahead, 1.0))
-            self.paced_sleep_s += min(ahead, 1.0)
-        elif ahead < -0.25:  # slower than real time: re-anchor rather than sprint later
-            self._pace = (now, step)
-
     # -- status --------------------------------------------------------------------------------
-    def _refresh_snapshot(self, player: Any) -> None:
+    def _refresh_snapshot(self, player: PlayerView) -> None:
         """Build the status dict on the player thread, so HTTP threads never iterate live dicts."""
-        summary: Optional[Summary] = getattr(player, "summary", None)
-        current: Optional[CheckpointInfo] = getattr(player, "current", None)
+        summary: Optional[Summary] = player.summary
+        current: Optional[CheckpointInfo] = player.current
         snap: Dict[str, Any] = {
-            "source": str(getattr(player, "source", "") or ""),
+            "source": str(player.source or ""),
             "checkpoint": _info_dict(current) if current is not None else None,
-            "control_dt": getattr(player, "control_dt", None),
+            "control_dt": player.control_dt,
         }
         cps: List[Dict[str, Any]] = []
         if summary is not None:
