@@ -1,12 +1,10 @@
+"""Session fixtures (a real training run) and markers: a test using ``trained_run`` is ``slow``."""
+
 import os
 import shutil
-import sys
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from procs import REPO, run_cli  # noqa: E402
+from helpers.procs import REPO, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -22,16 +20,6 @@ def trained_run(tmp_path_factory):
     return work, files
 
 
-def make_player(train_dir, callbacks=(), **overrides):
-    """A real HotReloadPlayer for Pendulum-v1 through the public build API (a stock rl-games Runner)."""
-    from rlg_hotreload import build
-
-    args = ["task=Pendulum-v1", "trainDir=%s" % train_dir, "printStats=false"]
-    args += ["%s=%s" % kv for kv in overrides.items()]
-    cfg = build.load_config(args, preset=os.path.join(REPO, "cfg", "test.yaml"))
-    return build.make_player(cfg, callbacks)
-
-
 @pytest.fixture
 def checkpoint_copy(trained_run, tmp_path):
     """A private copy of one real checkpoint (tests may corrupt it)."""
@@ -39,3 +27,10 @@ def checkpoint_copy(trained_run, tmp_path):
     dst = tmp_path / "ckpt.pth"
     shutil.copy(next(f for f in files if "_ep_10_" in f.name), dst)
     return dst
+
+
+def pytest_collection_modifyitems(config, items):
+    """Anything that needs the training fixture is slow (it trains for ~1 minute on 2 cores)."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):  # direct or through checkpoint_copy
+            item.add_marker(pytest.mark.slow)

@@ -15,8 +15,8 @@ import torch
 pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
-from procs import free_port  # noqa: E402
-from test_recorder import decoded_frames  # noqa: E402
+from helpers.procs import free_port  # noqa: E402
+from helpers.video import decoded_frames  # noqa: E402
 
 from rlg_hotreload import PlayerCallback, build  # noqa: E402
 from rlg_hotreload.readyfile import wait_ready_file  # noqa: E402

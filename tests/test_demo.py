@@ -6,9 +6,12 @@ import signal
 import urllib.request
 
 import psutil
-from procs import Proc, free_port
+import pytest
+from helpers.procs import Proc, free_port
 
 from rlg_hotreload.readyfile import wait_ready_file
+
+pytestmark = pytest.mark.slow  # trains a policy
 
 
 def test_demo_trains_streams_and_stops_both_on_ctrl_c(tmp_path):

@@ -7,10 +7,10 @@ import signal
 import time
 import urllib.request
 
-from ckpt_factory import experiment_with_checkpoint, variant_bytes
+from helpers.ckpt_factory import experiment_with_checkpoint, variant_bytes
+from helpers.procs import Proc, free_port
+from helpers.video import decoded_frames  # noqa: E402
 from PIL import Image
-from procs import Proc, free_port
-from test_recorder import decoded_frames
 
 from rlg_hotreload.readyfile import wait_ready_file
 from rlg_hotreload.stream.client import MjpegClient

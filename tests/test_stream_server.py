@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 import pytest
-from _gym_driver import GymDriver, run_in_thread
+from helpers.gym_driver import GymDriver, run_in_thread
 from PIL import Image
 
 from rlg_hotreload.stream import FrameStreamer, StreamerError
