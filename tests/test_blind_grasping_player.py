@@ -29,10 +29,10 @@ EPISODE_S = 1.5  # short episodes: the recorded one ends quickly
 
 class PacingClock(PlayerCallback):
     """Times PACED_STEPS steps taken while a viewer is attached; stops the player once it has them and
-    the recorder has finished its file (or after a bounded number of steps)."""
+    the recorder has finished its file (or after ``max_s`` seconds: a bounded wait)."""
 
-    def __init__(self, max_steps: int = 3000) -> None:
-        self.max_steps = max_steps
+    def __init__(self, max_s: float = 90.0) -> None:
+        self.deadline = time.monotonic() + max_s
         self.marks = []  # (step, monotonic) while frames are wanted
         self.streamer = None
         self.recorder = None
@@ -50,7 +50,7 @@ class PacingClock(PlayerCallback):
     def on_step(self, player, step):
         if self.streamer.wants_frames and len(self.marks) <= PACED_STEPS:
             self.marks.append((step, time.monotonic()))
-        if (len(self.marks) > PACED_STEPS and self.recorder.saved) or step >= self.max_steps:
+        if (len(self.marks) > PACED_STEPS and self.recorder.saved) or time.monotonic() > self.deadline:
             player.request_stop()
 
 
@@ -112,7 +112,7 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     simulated = (s1 - s0) * dt
     assert t1 - t0 >= 0.8 * simulated, "%d steps took %.2f s of wall time; real time is %.2f s" % (
         s1 - s0, t1 - t0, simulated)  # fmt: skip
-    assert clock.streamer.paced_sleep_s > 0, "streamRealtime=true never slept: nothing paced"
+    # (On a machine slower than real time pacing has nothing to do, so "it slept" is not asserted.)
 
     assert clock.recorder.saved, "no mp4 finished"
     path, _ = clock.recorder.saved[0]
