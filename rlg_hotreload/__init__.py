@@ -13,6 +13,11 @@ and one call before ``runner.run(...)``::
     import rlg_hotreload
     runner = Runner()
     rlg_hotreload.register(runner)
+
+or build everything from our config (validated first) with :mod:`rlg_hotreload.build`::
+
+    from rlg_hotreload import build
+    summary = build.play(build.load_config(["task=Pendulum-v1", "checkpoint=latest"], preset="test"))
 """
 
 from typing import Any, Dict, Optional, Sequence
@@ -22,6 +27,7 @@ from rlg_hotreload.callbacks import (
     CheckpointInfo,
     EpisodeRecord,
     PlayerCallback,
+    PlayerView,
     Summary,
 )
 
@@ -34,6 +40,7 @@ __all__ = [
     "EpisodeRecord",
     "HotReloadPlayer",
     "PlayerCallback",
+    "PlayerView",
     "Summary",
     "register",
 ]

@@ -49,7 +49,6 @@ class EpisodeRecord:
     reward: float
     length: int
     checkpoint: Optional[int]  # CheckpointInfo.index, or None when a swap happened mid-episode
-    success: Optional[float] = None
 
 
 @dataclass

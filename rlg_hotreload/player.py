@@ -40,7 +40,7 @@ log = logging.getLogger("rlg_hotreload")
 
 SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
-MIXED = -1
+MIXED = -1  # an episode spanning a swap, in the owner tensor; reported as checkpoint=None (tensors hold no None)
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
 

@@ -1,8 +1,9 @@
 """``python -m rlg_hotreload.run --cfg cfg/<preset>.yaml [key=value ...]``: train or watch, via rl-games' Runner.
 
 Why a thin CLI over the stock Runner: users keep their rl-games YAMLs; this only merges our presets and
-overrides into them (seed-workflow spellings included), registers tasks and the player, and runs.
-Every value is validated before the simulator starts; bad input exits with code 2 and a one-line error.
+overrides into them (seed-workflow spellings included) and hands the config to :mod:`rlg_hotreload.build`,
+which validates every value before the simulator starts and builds. This module is the one place where
+library errors (ConfigError, a named checkpoint that does not fit) become ``error: ...`` and exit code 2.
 """
 
 import argparse
