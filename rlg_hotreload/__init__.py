@@ -22,14 +22,8 @@ or build everything from our config (validated first) with :mod:`rlg_hotreload.b
 
 from typing import Any, Dict, Optional, Sequence
 
-from rlg_hotreload.callbacks import (
-    CallbackList,
-    CheckpointInfo,
-    EpisodeRecord,
-    PlayerCallback,
-    PlayerView,
-    Summary,
-)
+from rlg_hotreload.callbacks import CallbackList, PlayerCallback, PlayerView
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 
 __version__ = "0.1.0"
 PLAYER_NAME = "hot_reload"

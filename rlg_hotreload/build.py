@@ -22,8 +22,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from rlg_hotreload import config as cfglib
 from rlg_hotreload import params as paramslib
-from rlg_hotreload.callbacks import PlayerCallback, Summary
+from rlg_hotreload.callbacks import PlayerCallback
 from rlg_hotreload.config import ConfigError
+from rlg_hotreload.records import Summary
 
 log = logging.getLogger("rlg_hotreload")
 

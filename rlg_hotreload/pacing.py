@@ -9,7 +9,8 @@ one (pacing only while someone watches), and any other add-on can too.
 import time
 from typing import Callable, Optional, Tuple
 
-from rlg_hotreload.callbacks import CheckpointInfo, PlayerCallback, PlayerView
+from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.records import CheckpointInfo
 
 #: Sleep at most this long per step (a huge control_dt must not freeze the loop).
 MAX_SLEEP_S = 1.0

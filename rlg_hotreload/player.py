@@ -20,13 +20,8 @@ import numpy as np
 import torch
 from rl_games.algos_torch.players import PpoPlayerContinuous
 
-from rlg_hotreload.callbacks import (
-    CallbackList,
-    CheckpointInfo,
-    CheckpointStats,
-    EpisodeRecord,
-    Summary,
-)
+from rlg_hotreload.callbacks import CallbackList
+from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.reload import (
     LOADERS,
     CheckpointError,

@@ -22,7 +22,8 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
 
-from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, PlayerView, Summary
+from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.hub import fit_size, to_rgb_uint8
 
 log = logging.getLogger("rlg_hotreload")

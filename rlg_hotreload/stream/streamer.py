@@ -14,9 +14,10 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, PlayerView, Summary
+from rlg_hotreload.callbacks import PlayerCallback, PlayerView
 from rlg_hotreload.pacing import RealtimePacer
 from rlg_hotreload.readyfile import write_ready_file
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
