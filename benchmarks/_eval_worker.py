@@ -24,27 +24,24 @@ def main() -> None:
     import torch
     from rl_games.torch_runner import Runner
 
-    import rlg_hotreload
-    from rlg_hotreload import config, run
+    from rlg_hotreload import build
 
     torch.set_num_threads(1)
-    cfg = config.load(
-        os.path.join(REPO, "cfg", "test.yaml"),
+    cfg = build.load_config(
         ["task=Pendulum-v1", "trainDir=%s" % run_dir, "printStats=false", "reloadInterval=0.5",
          "testGamesNum=%d" % (0 if kind == "hot" else 10**9)],
+        preset=os.path.join(REPO, "cfg", "test.yaml"),
     )  # fmt: skip
-    run._register_task(cfg["task"])
-    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
-    params = run.build_params(cfg, yaml_cfg)
+    params = build.make_params(cfg)
     if kind == "stock":
         del params["algo"]["player"]
         params["config"]["player"].update(
             evaluation=True, dir_to_monitor=os.path.join(run_dir, "nn"), update_checkpoint_freq=freq
         )
-    runner = Runner()
-    if kind == "hot":
-        rlg_hotreload.register(runner)  # stock: a plain Runner, rl-games' own player factory
-    runner.load({"params": params})
+        runner = Runner()  # a plain Runner: rl-games' own player factory, unpatched
+        runner.load({"params": params})
+    else:
+        runner = build.make_runner(params)
     # Runner.run_play, spelled out only to print READY between create_player and run
     player = runner.create_player()
     if kind == "hot":

@@ -57,28 +57,22 @@ def build_player(
     training, or the loader child during a reload — stalls each OpenMP region for a scheduler slice
     (measured: 15 ms steps instead of 1.2 ms).
     """
-    from rl_games.torch_runner import Runner
+    from rlg_hotreload import build
 
-    import rlg_hotreload
-    from rlg_hotreload import config, run
-
-    cfg = config.load(
-        os.path.join(REPO, "cfg", "test.yaml"),
+    cfg = build.load_config(
         ["task=Pendulum-v1", "trainDir=%s" % checkpoint_dir, "printStats=false", *overrides],
+        preset=os.path.join(REPO, "cfg", "test.yaml"),
     )
-    run._register_task(cfg["task"])
-    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
-    if network_units is not None:
-        yaml_cfg["params"]["network"]["mlp"]["units"] = list(network_units)
-        yaml_cfg["params"]["network"]["separate"] = False
-    params = run.build_params(cfg, yaml_cfg)
-    if not hot_reload:
-        del params["algo"]["player"]
-    params["torch_threads"] = 1  # see below: rl-games' default would be min(4, cores)
-    runner = Runner()
-    rlg_hotreload.register(runner, callbacks=callbacks)
-    runner.load({"params": params})
-    return runner.create_player()
+
+    def edit(params: Dict[str, Any]) -> None:
+        if network_units is not None:
+            params["network"]["mlp"]["units"] = list(network_units)
+            params["network"]["separate"] = False
+        if not hot_reload:
+            del params["algo"]["player"]  # the registered factory then builds rl-games' stock player
+        params["torch_threads"] = 1  # see above: rl-games' default would be min(4, cores)
+
+    return build.make_player(cfg, callbacks, edit=edit)
 
 
 def fake_training_checkpoint(model: Any, epoch: int) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ One run measures, for 0 (streamer attached, nobody watching), 1, 4 and 16 concur
   cannot disturb;
 - render -> client latency p95 on loopback (target <= 50 ms), from the X-Render-Time part header.
 
-The sim is the test stand-in driver (tests/_gym_driver.py: real Pendulum-v1, rgb_array rendering)
+The sim is the test stand-in driver (tests/helpers/gym_driver.py: real Pendulum-v1, rgb_array rendering)
 plus a 3-layer MLP forward per step, roughly the work the real player does. Clients run in a
 separate process (their own GIL), like browsers would.
 
@@ -73,7 +73,7 @@ def reader_main(url: str, n: int, seconds: float) -> None:
 
 def make_driver(callbacks: list, extra_us: float = 0.0) -> Any:
     import torch
-    from _gym_driver import GymDriver
+    from helpers.gym_driver import GymDriver
 
     torch.set_num_threads(1)
     net = torch.nn.Sequential(

@@ -13,17 +13,17 @@ and one call before ``runner.run(...)``::
     import rlg_hotreload
     runner = Runner()
     rlg_hotreload.register(runner)
+
+or build everything from our config (validated first) with :mod:`rlg_hotreload.build`::
+
+    from rlg_hotreload import build
+    summary = build.play(build.load_config(["task=Pendulum-v1", "checkpoint=latest"], preset="test"))
 """
 
 from typing import Any, Dict, Optional, Sequence
 
-from rlg_hotreload.callbacks import (
-    CallbackList,
-    CheckpointInfo,
-    EpisodeRecord,
-    PlayerCallback,
-    Summary,
-)
+from rlg_hotreload.callbacks import CallbackList, PlayerCallback, PlayerView
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 
 __version__ = "0.1.0"
 PLAYER_NAME = "hot_reload"
@@ -34,6 +34,7 @@ __all__ = [
     "EpisodeRecord",
     "HotReloadPlayer",
     "PlayerCallback",
+    "PlayerView",
     "Summary",
     "register",
 ]

@@ -34,6 +34,7 @@ ALIASES = {
     "streamQuality": "stream.quality",
     "streamToken": "stream.token",
     "streamRealtime": "stream.realtime",
+    "streamReadyFile": "stream.readyFile",
 }
 CHOICES = {
     "sim": ("auto", "mujoco", "mjwarp", "isaacgym"),
@@ -41,7 +42,9 @@ CHOICES = {
     "train.loadEnvState": ("always", "first", "never"),
 }
 # Keys whose default is null: their type when set.
-NULLABLE = {"numEnvs": int, "train.config": str, "train.maxEpochs": int, "stream.token": str}
+NULLABLE = {
+    "numEnvs": int, "train.config": str, "train.maxEpochs": int, "stream.token": str, "stream.readyFile": str,
+}
 # (minimum, maximum) for numbers.
 RANGES = {
     "numEnvs": (1, 1 << 20),
@@ -76,12 +79,12 @@ def find_cfg_file(rel: str) -> Optional[str]:
     return None
 
 
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for k, v in d.items():
         key = prefix + str(k)
         if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
+            out.update(flatten(v, key + "."))
         else:
             out[key] = v
     return out
@@ -206,11 +209,14 @@ def parse_overrides(
     return preset, pairs
 
 
-def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
-    """Merge base <- preset file <- overrides and return a plain nested dict."""
+def load(
+    cfg_path: Optional[str], args: Sequence[str], pairs: Sequence[Tuple[str, Any]] = ()
+) -> Dict[str, Any]:
+    """Merge base <- preset file <- ``args`` (``key=value`` words) <- ``pairs`` (typed values); a plain dict."""
     base = base_defaults()
-    defaults = _flatten(base)
-    preset_name, pairs = parse_overrides(args, defaults)
+    defaults = flatten(base)
+    preset_name, word_pairs = parse_overrides(args, defaults)
+    pairs = [*word_pairs, *pairs]
     layers = [OmegaConf.create(base)]
     if preset_name is not None:
         path = find_cfg_file(preset_name if preset_name.endswith(".yaml") else preset_name + ".yaml")
@@ -230,7 +236,7 @@ def load(cfg_path: Optional[str], args: Sequence[str]) -> Dict[str, Any]:
     if cfg_path is not None:
         if not os.path.isfile(cfg_path):
             raise ConfigError("--cfg %s: no such file" % cfg_path)
-        layers.append(_validated(list(_flatten(read_yaml(cfg_path, "--cfg")).items()), defaults, cfg_path))
+        layers.append(_validated(list(flatten(read_yaml(cfg_path, "--cfg")).items()), defaults, cfg_path))
     layers.append(_validated(pairs, defaults))  # in order: a later spelling of the same key wins
     merged = OmegaConf.to_container(OmegaConf.merge(*layers), resolve=True)
     assert isinstance(merged, dict)

@@ -2,35 +2,30 @@
 
 Why a launcher and not threads: training and the monitor are the two processes a user runs in two
 terminals (see the seed workflow); the demo starts exactly those two commands, prefixes their output,
-prints the URL, and on Ctrl+C stops both (each exits cleanly on SIGINT).
+prints the URL (read from the monitor's ready file, ``stream.readyFile``: never parsed from its log), and
+on Ctrl+C stops both (each exits cleanly on SIGINT).
 """
 
 import argparse
 import os
-import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import IO, List, Optional
 
-URL_RX = re.compile(r"Streaming at (http://\S+)")
+from rlg_hotreload.readyfile import wait_ready_file
 
 
-def _pump(stream: IO[str], prefix: str, url_box: List[str], url_seen: threading.Event) -> None:
+def _pump(stream: IO[str], prefix: str) -> None:
     for line in stream:
         sys.stdout.write("%s %s" % (prefix, line))
         sys.stdout.flush()
-        m = URL_RX.search(line)
-        if m and not url_seen.is_set():
-            url_box.append(m.group(1))
-            url_seen.set()
 
 
-def _start(
-    args: List[str], prefix: str, url_box: List[str], url_seen: threading.Event, nice: int = 0
-) -> subprocess.Popen:
+def _start(args: List[str], prefix: str, nice: int = 0) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     lower = (lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None
     p = subprocess.Popen(
@@ -38,7 +33,7 @@ def _start(
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=lower,
     )  # fmt: skip
     assert p.stdout is not None
-    threading.Thread(target=_pump, args=(p.stdout, prefix, url_box, url_seen), daemon=True).start()
+    threading.Thread(target=_pump, args=(p.stdout, prefix), daemon=True).start()
     return p
 
 
@@ -67,7 +62,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument(
         "--fps", type=float, default=15.0, help="stream frame cap (rendering costs CPU training needs)"
     )
+    ap.add_argument(
+        "--ready-file", default=None,
+        help="the monitor writes its stream URL here as JSON once serving (default: a temporary file)",
+    )  # fmt: skip
     a = ap.parse_args(argv)
+    ready_file = a.ready_file or os.path.join(tempfile.mkdtemp(prefix="rlg_demo_"), "stream.json")
+    if os.path.exists(ready_file):
+        os.remove(ready_file)  # a stale file from an earlier run would give the wrong URL
     common = ["task=%s" % a.task, "trainDir=%s" % a.train_dir]
     train_args = ["config=train_headless", *common]
     if a.train_envs:
@@ -77,12 +79,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     watch_args = ["config=test_stream", *common, "checkpoint=latest", "testGamesNum=0",
                   "reloadInterval=%s" % a.reload_interval, "streamPort=%d" % a.port,
                   "streamBindAll=%s" % str(a.bind_all).lower(), "printStats=false", "streamFps=%s" % a.fps,
-                  "streamRealtime=true"]  # fmt: skip
+                  "streamRealtime=true", "stream.readyFile=%s" % ready_file]  # fmt: skip
     link = os.path.join(a.train_dir, "latest_train")
     before = os.readlink(link) if os.path.islink(link) else None
-    url_box: List[str] = []
-    url_seen = threading.Event()
-    procs = [_start(train_args, "[train]", url_box, url_seen)]
+    procs = [_start(train_args, "[train]")]
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -97,11 +97,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             print("[demo] training did not start (exit code %s)" % code, flush=True)
             return code
         # the monitor yields the CPU to training (it runs at real-time speed while watched anyway)
-        procs.append(_start(watch_args, "[watch]", url_box, url_seen, nice=10))
-        if url_seen.wait(120):
-            print(
-                "\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % url_box[0], flush=True
-            )
+        procs.append(_start(watch_args, "[watch]", nice=10))
+        ready = wait_ready_file(ready_file, 120, alive=lambda: procs[1].poll() is None and not stop.is_set())
+        if ready is not None:
+            print("\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % ready["url"], flush=True)
         while not stop.is_set() and all(p.poll() is None for p in procs):
             stop.wait(0.5)
         for p in procs:

@@ -22,6 +22,18 @@ def make_gym_env(name: str, render_mode: Optional[str] = None, **kwargs: Any) ->
     return gym.make(name, render_mode=render_mode, **kwargs)
 
 
+def env_control_dt(env: gym.Env) -> Optional[float]:
+    """Seconds of simulated time per ``step``: ``env.unwrapped.dt`` (MuJoCo/classic control envs), else
+    ``1 / metadata['render_fps']`` (gymnasium's convention for real-time rendering), else None."""
+    dt = getattr(env.unwrapped, "dt", None)
+    if isinstance(dt, (int, float)) and not isinstance(dt, bool) and dt > 0:
+        return float(dt)
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+        return 1.0 / float(fps)
+    return None
+
+
 class InProcessVecEnv(IVecEnv):
     """``num_actors`` copies of a registered env creator, stepped sequentially, auto-reset."""
 
@@ -30,9 +42,7 @@ class InProcessVecEnv(IVecEnv):
         self.seed_value = kwargs.get("seed")
         self.envs: List[gym.Env] = [creator(**dict(kwargs)) for _ in range(num_actors)]
         self._seeded = False
-        first = self.envs[0]
-        dt = getattr(first.unwrapped, "dt", None)
-        self.control_dt = float(dt) if isinstance(dt, (int, float)) else None
+        self.control_dt: Optional[float] = env_control_dt(self.envs[0])
 
     def _obs(self, obs: List[Any]) -> np.ndarray:
         return np.asarray(obs, dtype=np.float32)

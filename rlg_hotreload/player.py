@@ -20,13 +20,8 @@ import numpy as np
 import torch
 from rl_games.algos_torch.players import PpoPlayerContinuous
 
-from rlg_hotreload.callbacks import (
-    CallbackList,
-    CheckpointInfo,
-    CheckpointStats,
-    EpisodeRecord,
-    Summary,
-)
+from rlg_hotreload.callbacks import CallbackList
+from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.reload import (
     LOADERS,
     CheckpointError,
@@ -40,7 +35,7 @@ log = logging.getLogger("rlg_hotreload")
 
 SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
-MIXED = -1
+MIXED = -1  # an episode spanning a swap, in the owner tensor; reported as checkpoint=None (tensors hold no None)
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
 
@@ -89,6 +84,8 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
         self.frame_source: Optional[Callable[[], Optional[np.ndarray]]] = None
+        self._frame_step = -1  # summary.steps of the cached frame (see grab_frame)
+        self._frame: Optional[np.ndarray] = None
         self.summary = Summary()
         self.current: Optional[CheckpointInfo] = None
         self.source = ""
@@ -98,6 +95,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         # set from restore() until run() ends: a stop signal between the two must not kill the process
         self._restore_signals: Optional[Callable[[], None]] = None
         self._restore_spec = pc.get("checkpoint") or None
+        self._env_closed = False
         self.pending_rollback: Optional[Any] = None  # (previous state, previous info, version) until a step succeeds
         self.initial_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
@@ -111,6 +109,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         file of another network raises CheckpointError (kind ``mismatch``).
         """
         self._restore_spec = fn
+        self.callbacks.setup(self)  # e.g. the stream page is up while the first checkpoint is awaited
         watcher = self._make_watcher(fn)
         watcher.start()
         if self._restore_signals is None:
@@ -165,13 +164,19 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
 
     # -- frames --------------------------------------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
-        """Render now (player thread) through ``frame_source`` if set, else ``env.render()``."""
+        """This step's frame through ``frame_source`` if set, else ``env.render()``: rendered on the first
+        call of a step, the same array for every later call in that step (streamer and recorder)."""
+        step = self.summary.steps
+        if self._frame_step == step:
+            return self._frame
         if self.frame_source is not None:
-            return self.frame_source()
-        frame = self.env.render()
-        if isinstance(frame, torch.Tensor):
-            frame = frame.cpu().numpy()
-        return frame if isinstance(frame, np.ndarray) else None
+            frame = self.frame_source()
+        else:
+            frame = self.env.render()
+            if isinstance(frame, torch.Tensor):
+                frame = frame.cpu().numpy()
+        self._frame_step, self._frame = step, frame if isinstance(frame, np.ndarray) else None
+        return self._frame
 
     def _find_control_dt(self) -> Optional[float]:
         env = self.env
@@ -186,6 +191,7 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         if self._restore_signals is None:
             self._restore_signals = self._install_signal_handlers()
         try:
+            self.callbacks.setup(self)  # once: a no-op when restore() did it
             if self.watcher is None:
                 if not self._restore_spec:
                     raise CheckpointError("no checkpoint given: set checkpoint=<file|folder|latest>")
@@ -302,8 +308,19 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
                 log.info("%s", line)
             if s.games:
                 print("av reward:", s.mean_reward, "av steps:", s.mean_length, flush=True)
-            close = getattr(self.env, "close", None)
-            if close is not None:
+            self.close_all()
+
+    def close_all(self) -> None:
+        """Release everything: callbacks (each ``close()`` once), the watcher, the env. ``run()`` ends with
+        this; call it yourself only when ``run()`` never ran (e.g. ``restore()`` raised)."""
+        try:
+            self.callbacks.close()
+        finally:
+            if self.watcher is not None:
+                self.watcher.stop()
+            close = getattr(self.env, "close", None)  # rl-games' IVecEnv does not require one
+            if close is not None and not self._env_closed:
+                self._env_closed = True
                 close()
 
     def _put_signals_back(self) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from rlg_hotreload.callbacks import CheckpointInfo, CheckpointStats
+from rlg_hotreload.records import CheckpointInfo, CheckpointStats
 from rlg_hotreload.reload import LoadedCheckpoint
 
 log = logging.getLogger("rlg_hotreload")

@@ -1,12 +1,10 @@
+"""Session fixtures (a real training run) and markers: a test using ``trained_run`` is ``slow``."""
+
 import os
 import shutil
-import sys
 
 import pytest
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from procs import REPO, run_cli  # noqa: E402
+from helpers.procs import REPO, run_cli
 
 
 @pytest.fixture(scope="session")
@@ -22,25 +20,6 @@ def trained_run(tmp_path_factory):
     return work, files
 
 
-def make_player(train_dir, callbacks=(), **overrides):
-    """A real HotReloadPlayer for Pendulum-v1 built by a stock rl-games Runner (in-process)."""
-    from rl_games.torch_runner import Runner
-
-    import rlg_hotreload
-    from rlg_hotreload import config, run
-
-    args = ["task=Pendulum-v1", "trainDir=%s" % train_dir, "printStats=false"]
-    args += ["%s=%s" % kv for kv in overrides.items()]
-    cfg = config.load(os.path.join(REPO, "cfg", "test.yaml"), args)
-    run._register_task(cfg["task"])
-    yaml_cfg = config.read_yaml(run._train_config_path(cfg), "train.config")
-    params = run.build_params(cfg, yaml_cfg)
-    runner = Runner()
-    rlg_hotreload.register(runner, callbacks=callbacks)
-    runner.load({"params": params})
-    return runner.create_player()
-
-
 @pytest.fixture
 def checkpoint_copy(trained_run, tmp_path):
     """A private copy of one real checkpoint (tests may corrupt it)."""
@@ -48,3 +27,10 @@ def checkpoint_copy(trained_run, tmp_path):
     dst = tmp_path / "ckpt.pth"
     shutil.copy(next(f for f in files if "_ep_10_" in f.name), dst)
     return dst
+
+
+def pytest_collection_modifyitems(config, items):
+    """Anything that needs the training fixture is slow (it trains for ~1 minute on 2 cores)."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):  # direct or through checkpoint_copy
+            item.add_marker(pytest.mark.slow)

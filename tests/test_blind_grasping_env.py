@@ -152,6 +152,7 @@ def test_sim_selection_and_errors():
         isaacgym_tasks.make_env(1, numEnvs=4)
 
 
+@pytest.mark.slow
 def test_rl_games_registry_and_short_training(tmp_path):
     """The yaml trains with a stock rl-games Runner and writes a checkpoint."""
     from rl_games.common import env_configurations, vecenv

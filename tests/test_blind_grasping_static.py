@@ -50,6 +50,7 @@ def test_vermin_finds_nothing_newer_than_python_3_8(tmp_path):
     assert r.returncode != 0 and r.stdout.strip(), r.stdout
 
 
+@pytest.mark.slow  # mypy over the package: ~20 s
 def test_mypy_checks_isaacgym_backend_against_stubs(tmp_path):
     if shutil.which("mypy") is None:
         pytest.skip("mypy is not installed")

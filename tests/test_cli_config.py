@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from procs import REPO, run_cli
+from helpers.procs import REPO, run_cli
 
 from rlg_hotreload import config
 
@@ -82,6 +82,7 @@ def test_discrete_gym_task_is_refused_with_exit_2(tmp_path):
     assert "task=CartPole-v1: has discrete actions" in r.stderr
 
 
+@pytest.mark.slow
 def test_any_continuous_gymnasium_id_trains_with_the_generic_config(tmp_path):
     r = run_cli(["config=train_headless", "task=MountainCarContinuous-v0", "maxEpochs=2"], str(tmp_path), 300)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]

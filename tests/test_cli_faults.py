@@ -9,8 +9,8 @@ import signal
 import time
 
 import psutil
-from ckpt_factory import experiment_with_checkpoint, other_shape_bytes, variant_bytes
-from procs import Proc, run_cli
+from helpers.ckpt_factory import experiment_with_checkpoint, other_shape_bytes, variant_bytes
+from helpers.procs import Proc, run_cli
 
 PLAY = ["config=test", "task=Pendulum-v1", "printStats=false"]
 

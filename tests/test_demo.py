@@ -6,15 +6,25 @@ import signal
 import urllib.request
 
 import psutil
-from procs import Proc, free_port
+import pytest
+from helpers.procs import Proc, free_port
+
+from rlg_hotreload.readyfile import wait_ready_file
+
+pytestmark = pytest.mark.slow  # trains a policy
 
 
 def test_demo_trains_streams_and_stops_both_on_ctrl_c(tmp_path):
     port = free_port()
-    demo = Proc(["--task", "Pendulum-v1", "--port", str(port), "--reload-interval", "1", "--max-epochs", "400"],
-                str(tmp_path), module="rlg_hotreload.demo", new_session=True)  # fmt: skip
+    ready = tmp_path / "stream.json"
+    demo = Proc(["--task", "Pendulum-v1", "--port", str(port), "--reload-interval", "1", "--max-epochs", "400",
+                 "--ready-file", str(ready)], str(tmp_path), module="rlg_hotreload.demo", new_session=True)  # fmt: skip
     try:
-        url = demo.wait_for(r"\[demo\] Open (http://127\.0\.0\.1:%d/)" % port, 180).group(1)
+        info = wait_ready_file(str(ready), 180, alive=lambda: demo.p.poll() is None)
+        assert info is not None, demo.output()[-3000:]
+        url = info["url"]
+        assert url == "http://127.0.0.1:%d/" % port
+        demo.wait_for(r"\[demo\] Open %s" % url, 30)  # and the human is told the same URL
         demo.wait_for(r"\[watch\] .*Reloaded .*Pendulum-v1_.*\(epoch \d+", 180)
         with urllib.request.urlopen(url + "status", timeout=10) as r:
             status = json.load(r)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from procs import REPO, run_cli
+from helpers.procs import REPO, run_cli
 
 
 def gpu(test):
@@ -59,6 +59,7 @@ def test_device_keys_are_documented_everywhere():
         assert key in help_text, key
 
 
+@pytest.mark.slow
 @has_warp
 def test_blind_grasping_on_mjwarp_trains_and_hot_reload_plays_through_the_cli(tmp_path):
     """The real CLI path with sim=mjwarp (warp's CPU device here, CUDA on the GPU machine)."""
@@ -71,6 +72,7 @@ def test_blind_grasping_on_mjwarp_trains_and_hot_reload_plays_through_the_cli(tm
     assert re.search(r"Loaded .*\.pth \(epoch 2", r.stdout) and "Summary: 1 games" in r.stdout, r.stdout[-2000:]
 
 
+@pytest.mark.slow
 @gpu
 def test_checkpoints_cross_devices(tmp_path):
     """A checkpoint trained on the CPU plays on CUDA, and one trained on CUDA plays on the CPU."""

@@ -3,7 +3,10 @@
 import os
 import signal
 
-from procs import REPO, Proc
+import pytest
+from helpers.procs import REPO, Proc
+
+pytestmark = pytest.mark.slow  # trains a policy
 
 PRESETS = os.path.join(REPO, "cfg")
 

@@ -27,8 +27,8 @@ import threading
 import time
 
 import torch
-from ckpt_factory import evil_bytes, other_shape_bytes, variant_bytes
-from conftest import make_player
+from helpers.ckpt_factory import evil_bytes, other_shape_bytes, variant_bytes
+from helpers.players import make_player
 
 from rlg_hotreload import PlayerCallback
 

@@ -8,8 +8,8 @@ import os
 import signal
 import time
 
-from ckpt_factory import evil_bytes, experiment_with_checkpoint, other_shape_bytes, variant_bytes
-from procs import Proc
+from helpers.ckpt_factory import evil_bytes, experiment_with_checkpoint, other_shape_bytes, variant_bytes
+from helpers.procs import Proc
 
 
 def _slow_write(path, data, pause=1.0):

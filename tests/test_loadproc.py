@@ -19,7 +19,7 @@ import time
 
 import pytest
 import torch
-from procs import cli_env
+from helpers.procs import cli_env
 
 from rlg_hotreload.reload import (
     TRANSIENT,

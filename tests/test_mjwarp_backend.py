@@ -18,6 +18,7 @@ import isaacgym_tasks  # noqa: E402
 from isaacgym_tasks.scripted import grasp_action  # noqa: E402
 
 pytest.importorskip("mujoco_warp")
+pytestmark = pytest.mark.slow  # warp compiles its CPU kernels (~1 min on a fresh machine)
 
 KW = dict(sim="mjwarp", sim_device="cpu", rl_device="cpu")
 

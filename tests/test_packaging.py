@@ -5,7 +5,10 @@ import subprocess
 import sys
 import zipfile
 
-from procs import REPO
+import pytest
+from helpers.procs import REPO
+
+pytestmark = pytest.mark.slow  # builds and installs a wheel
 
 
 def test_wheel_ships_static_files_asset_and_presets(tmp_path):

@@ -9,16 +9,19 @@ import time
 from typing import Any, Callable
 
 import pytest
-from _gym_driver import GymDriver, run_in_thread
+from helpers.gym_driver import GymDriver, run_in_thread
 
 from rlg_hotreload.stream import FrameStreamer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="chromium not installed"
-)
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)), reason="chromium not installed"
+    ),
+]
 
 # Draw the <img> (current MJPEG frame) into a canvas and return a cheap checksum of its pixels.
 SNAPSHOT_JS = """

@@ -4,7 +4,7 @@ import os
 import shutil
 import threading
 
-from conftest import make_player
+from helpers.players import make_player
 from rl_games.algos_torch.players import PpoPlayerContinuous
 from rl_games.torch_runner import Runner
 

@@ -7,28 +7,14 @@ import subprocess
 import sys
 import textwrap
 
-import imageio.v2 as imageio
 import pytest
-from _gym_driver import GymDriver
+from helpers.gym_driver import GymDriver
+from helpers.procs import REPO
+from helpers.video import decoded_frames
 
 from rlg_hotreload.stream import Recorder
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPISODE = 200  # Pendulum-v1 truncates at 200 steps
-
-
-def decoded_frames(path: str) -> int:
-    """Decode every frame for real (a truncated or unfinalized mp4 raises or comes up short)."""
-    reader = imageio.get_reader(path, format="FFMPEG")
-    try:
-        meta = reader.get_meta_data()
-        n = 0
-        for frame in reader:
-            assert frame.shape[2] == 3
-            n += 1
-        return n, meta
-    finally:
-        reader.close()
 
 
 def test_first_episode_after_each_reload(tmp_path):
@@ -70,8 +56,7 @@ def test_resize_and_validation(tmp_path):
 CTRL_C_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
-    sys.path.insert(0, sys.argv[2])
-    from _gym_driver import GymDriver
+    from helpers.gym_driver import GymDriver  # tests/ is on PYTHONPATH
     from rlg_hotreload.stream import Recorder
 
     rec = Recorder(out_dir=sys.argv[1], episodes=1, fps=30.0)
@@ -93,12 +78,12 @@ CTRL_C_SCRIPT = textwrap.dedent(
 def test_ctrl_c_finalizes_the_mp4(tmp_path):
     out = tmp_path / "videos"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, str(out), os.path.join(REPO, "tests")],
+        [sys.executable, "-c", CTRL_C_SCRIPT, str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        env=dict(os.environ, PYTHONPATH=REPO),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests")])),
         start_new_session=True,  # own process group: we send Ctrl+C to the whole group, like a terminal
     )
     try:

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from procs import REPO
+from helpers.procs import REPO
 
 PACKAGES = [p for p in ("rlg_hotreload", "isaacgym_tasks") if os.path.isdir(os.path.join(REPO, p))]
 

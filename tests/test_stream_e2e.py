@@ -7,11 +7,12 @@ import signal
 import time
 import urllib.request
 
-from ckpt_factory import experiment_with_checkpoint, variant_bytes
+from helpers.ckpt_factory import experiment_with_checkpoint, variant_bytes
+from helpers.procs import Proc, free_port
+from helpers.video import decoded_frames  # noqa: E402
 from PIL import Image
-from procs import Proc, free_port
-from test_recorder import decoded_frames
 
+from rlg_hotreload.readyfile import wait_ready_file
 from rlg_hotreload.stream.client import MjpegClient
 
 
@@ -25,11 +26,17 @@ def test_real_player_streams_records_reloads_and_stops_on_ctrl_c(trained_run, tm
     real = files[0]
     nn = experiment_with_checkpoint(tmp_path, real)
     videos = tmp_path / "videos"
+    ready = tmp_path / "stream.json"
     mon = Proc(["config=test_stream", "task=Pendulum-v1", "checkpoint=%s" % (tmp_path / "exp"),
                 "reloadInterval=0.3", "printStats=false", "streamPort=%d" % free_port(),
-                "record.enabled=true", "record.dir=%s" % videos], str(tmp_path))  # fmt: skip
+                "record.enabled=true", "record.dir=%s" % videos, "streamReadyFile=%s" % ready],
+               str(tmp_path))  # fmt: skip
     try:
-        url = mon.wait_for(r"Streaming at (http://127\.0\.0\.1:\d+/)", 90).group(1)
+        info = wait_ready_file(str(ready), 90, alive=lambda: mon.p.poll() is None)
+        assert info is not None, mon.output()[-3000:]
+        url = info["url"]
+        assert url.startswith("http://127.0.0.1:") and info["port"] == int(url.rsplit(":", 1)[1].strip("/"))
+        assert "Streaming at %s" % url in mon.output()  # the human's line names the same URL
         mon.wait_for(r"Loaded .*a\.pth \(epoch 1,", 90)
         c = MjpegClient(url + "stream")
         parts = [p for _, p in zip(range(5), c.parts())]

@@ -8,7 +8,7 @@ import socket
 import time
 
 import pytest
-from _gym_driver import GymDriver, run_in_thread
+from helpers.gym_driver import GymDriver, run_in_thread
 
 from rlg_hotreload.stream import FrameStreamer
 from rlg_hotreload.stream.client import MjpegClient

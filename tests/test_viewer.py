@@ -6,7 +6,9 @@ import subprocess
 import sys
 
 import pytest
-from procs import REPO, cli_env, run_cli
+from helpers.procs import REPO, cli_env, run_cli
+
+pytestmark = pytest.mark.slow  # trains a policy
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="xvfb-run not installed (Debian package xvfb)")

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from ckpt_factory import variant_bytes
+from helpers.ckpt_factory import variant_bytes
 
 from rlg_hotreload.reload import (
     CheckpointSource,

@@ -223,7 +223,6 @@ class LoadedCheckpoint:
     best_reward: Optional[float]
     env_state: Any
     load_ms: float
-    noticed_at: float  # time.monotonic() when this version was first seen
 
 
 def _scalar(x: Any, cast: Callable[[Any], Any]) -> Any:
@@ -253,5 +252,4 @@ def load_checkpoint_file(
         best_reward=best if best is not None and best > -1e8 else None,
         env_state=ckpt.get("env_state"),
         load_ms=(time.perf_counter() - t0) * 1000.0,
-        noticed_at=time.monotonic(),
     )

@@ -162,7 +162,7 @@ class ProcessLoader(Loader):
         return LoadedCheckpoint(
             version=version, state=state, epoch=reply["epoch"], frame=reply["frame"],
             best_reward=reply["best_reward"], env_state=env_state,
-            load_ms=reply["load_ms"] + (time.perf_counter() - t0) * 1000.0, noticed_at=0.0,
+            load_ms=reply["load_ms"] + (time.perf_counter() - t0) * 1000.0,
         )  # fmt: skip
 
     def close(self, timeout: float = 1.0) -> None:

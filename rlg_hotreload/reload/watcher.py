@@ -77,10 +77,10 @@ class CheckpointWatcher:
         self.loader_kwargs: Dict[str, Any] = {"max_bytes": max_bytes, "timeout": timeout}
         self.loader: Optional[Loader] = None
         self.mailbox = Mailbox()
-        self.current: Optional[FileVersion] = None  # the version last handed to the player
+        self.current_version: Optional[FileVersion] = None  # the version last handed to the player
         self.fatal: Optional[CheckpointError] = None  # the named file does not fit: nothing to wait for
         self.rejected: Set[FileVersion] = set()
-        self._seen: Dict[FileVersion, Tuple[int, int, float]] = {}  # (check no, clamped mtime, monotonic)
+        self._seen: Dict[FileVersion, Tuple[int, int]] = {}  # (check no, clamped mtime ns)
         self._retry: Dict[FileVersion, Tuple[int, float]] = {}  # transient failures: (count, not before)
         self._current_rank: Optional[Tuple[int, int, str]] = None
         self._logged: Set[str] = set()
@@ -143,7 +143,7 @@ class CheckpointWatcher:
     def _loop(self) -> None:
         failures = 0
         try:
-            if self.current is not None and self.interval > 0:
+            if self.current_version is not None and self.interval > 0:
                 self.ensure_loader()  # start the child now, not at the first reload
             while not self._stop.is_set():
                 accepted = False
@@ -163,7 +163,7 @@ class CheckpointWatcher:
                     return
                 if failures:
                     delay = min(max(self.interval, 0.5) * 2 ** (failures - 1), MAX_BACKOFF_S)
-                elif self.current is None and self.interval > 0:
+                elif self.current_version is None and self.interval > 0:
                     delay = min(self.interval, 1.0)
                 else:
                     delay = self.interval or 1.0
@@ -231,7 +231,7 @@ class CheckpointWatcher:
                            "written now", v.path, (mtime - now_ns) / 1e9)  # fmt: skip
                 # "now" = when it last changed here: ctime comes from this machine's clock (utime can't set it)
                 mtime = min(now_ns, v.ctime_ns or now_ns)
-            seen = self._seen[v] = (self._polls, mtime, time.monotonic())
+            seen = self._seen[v] = (self._polls, mtime)
         return (seen[0], seen[1], v.path)  # a later check first, then the (clamped) mtime
 
     def poll(self) -> bool:
@@ -251,7 +251,7 @@ class CheckpointWatcher:
         for table in (self._seen, self._retry):
             for v in [v for v in table if v not in live]:
                 del table[v]  # type: ignore[attr-defined]
-        if not candidates and self.current is None:
+        if not candidates and self.current_version is None:
             now = time.monotonic()
             if now - self._last_wait_log >= self.wait_log_every:
                 self._last_wait_log = now
@@ -259,7 +259,7 @@ class CheckpointWatcher:
             return False
         ranked = sorted(((self._rank(v), v) for v in candidates), reverse=True)
         for rank, version in ranked:
-            if self._current_rank is not None and (version == self.current or rank <= self._current_rank):
+            if self._current_rank is not None and (version == self.current_version or rank <= self._current_rank):
                 return False  # nothing newer than what is playing: never roll back
             if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
                 continue
@@ -273,9 +273,8 @@ class CheckpointWatcher:
                 if not self._stop.is_set():
                     self._failed(version, e)
                 continue
-            loaded.noticed_at = self._seen[version][2]
             self._retry.pop(version, None)
-            self.current, self._current_rank = version, rank
+            self.current_version, self._current_rank = version, rank
             self.mailbox.put(loaded)
             return True
         return False
@@ -293,8 +292,8 @@ class CheckpointWatcher:
             return
         with self._lock:
             self.rejected.add(version)
-        if self.current is not None:
-            tail = "; still playing %s" % os.path.basename(self.current.path)
+        if self.current_version is not None:
+            tail = "; still playing %s" % os.path.basename(self.current_version.path)
         elif e.kind == MISMATCH and self.source.kind == "file":
             tail = ""
         else:
@@ -302,6 +301,6 @@ class CheckpointWatcher:
                 "checkpoint that fits this network" if e.kind == MISMATCH else "usable checkpoint")
         self._note("Skipping %s: %s" % (version.path, e))
         log.warning("Skipping %s: %s%s", version.path, e, tail)
-        if e.kind == MISMATCH and self.source.kind == "file" and self.current is None:
+        if e.kind == MISMATCH and self.source.kind == "file" and self.current_version is None:
             self.fatal = e
             self.mailbox.wake()

@@ -2,7 +2,7 @@
 
 ``FrameStreamer`` serves the page, the MJPEG stream and a status JSON; ``Recorder`` writes the
 first episode(s) after each reload to ``<dir>/<checkpoint label>.mp4``. Both render only while
-they need frames, through ``player.grab_frame()`` (at most once per step between them).
+they need frames, through ``player.grab_frame()`` (the player renders at most once per step).
 """
 
 from rlg_hotreload.stream.hub import FrameHub

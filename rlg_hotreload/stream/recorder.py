@@ -22,8 +22,8 @@ import imageio.v2 as imageio
 import numpy as np
 from PIL import Image
 
-from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
-from rlg_hotreload.stream.frames import grab_frame_once
+from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.hub import fit_size, to_rgb_uint8
 
 log = logging.getLogger("rlg_hotreload")
@@ -75,9 +75,9 @@ class Recorder(PlayerCallback):
         return self._target is not None
 
     # -- player hooks --------------------------------------------------------------------------
-    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+    def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
         self._finish(keep=True, reason="next checkpoint loaded")
-        dt = getattr(player, "control_dt", None)
+        dt = player.control_dt
         if dt:
             self._every = max(1, int(round(1.0 / (self.fps * dt))))
             video_fps = min(self.fps, 1.0 / (dt * self._every))
@@ -86,13 +86,13 @@ class Recorder(PlayerCallback):
         self._target, self._left, self._phase = info, self.episodes, 0
         self._open(self._unique_path(info.label), video_fps)
 
-    def on_step(self, player: Any, step: int) -> None:
+    def on_step(self, player: PlayerView, step: int) -> None:
         if self._target is None:
             return
         self._phase += 1
         if (self._phase - 1) % self._every:
             return
-        frame = grab_frame_once(player, step)
+        frame = player.grab_frame()  # rendered once per step by the player, shared with the streamer
         if frame is None:
             return
         try:
@@ -101,7 +101,7 @@ class Recorder(PlayerCallback):
         except queue.Full:
             log.error("Recorder: encoder stalled for 10 s, dropping a frame of %s", self._path)
 
-    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+    def on_episode_end(self, player: PlayerView, episode: EpisodeRecord) -> None:
         if self._target is None or episode.env_index != 0:
             return
         if episode.checkpoint != self._target.index:
@@ -115,9 +115,9 @@ class Recorder(PlayerCallback):
         if self._left <= 0:
             self._finish(keep=True, reason="%d episode(s) done" % self.episodes)
 
-    def on_stop(self, player: Any, summary: Summary) -> None:
+    def on_stop(self, player: PlayerView, summary: Summary) -> None:
         self._finish(keep=True, reason="player stopped")
-        self.close()
+        self.close()  # the file plays once on_stop returns (close() is idempotent; the player calls it too)
 
     # -- file handling ---------------------------------------------------------------------------
     def _unique_path(self, label: str) -> str:

@@ -14,9 +14,11 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import CheckpointInfo, EpisodeRecord, PlayerCallback, Summary
+from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.pacing import RealtimePacer
+from rlg_hotreload.readyfile import write_ready_file
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.app import create_app
-from rlg_hotreload.stream.frames import grab_frame_once
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
 
@@ -86,6 +88,7 @@ class FrameStreamer(PlayerCallback):
         token: Optional[str] = None,
         size: Optional[Tuple[int, int]] = None,
         realtime: bool = False,
+        ready_file: Optional[str] = None,
         title: str = "rlg-hotreload",
         max_connections: int = MAX_CONNECTIONS,
         max_stream_clients: int = MAX_STREAM_CLIENTS,
@@ -109,6 +112,7 @@ class FrameStreamer(PlayerCallback):
         self.token = None if token is None else str(token)
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.realtime = bool(realtime)
+        self.ready_file = ready_file
         self.title = title
         self.max_connections = int(max_connections)
         self.max_stream_clients = int(max_stream_clients)
@@ -125,8 +129,8 @@ class FrameStreamer(PlayerCallback):
         self._snap_at = 0.0
         self._steps = 0
         self._next_frame_t = 0.0
-        self._pace: Optional[Tuple[float, int]] = None  # (wall time, step) anchor for realtime
-        self.paced_sleep_s = 0.0
+        # realtime: hold the player to wall-clock speed while someone watches (its own callback)
+        self.pacer: Optional[RealtimePacer] = RealtimePacer(when=lambda: self.wants_frames) if realtime else None
 
     # -- server lifecycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -161,8 +165,18 @@ class FrameStreamer(PlayerCallback):
             )
         if self.port != self.requested_port and self.requested_port:
             log.warning("streamPort %d was busy; using %d", self.requested_port, self.port)
+        if self.ready_file:
+            write_ready_file(self.ready_file, self.url, self.port)
         log.info("Streaming at %s%s", self.url, " (needs ?token=<streamToken>)" if self.token else "")
         return self.url
+
+    def setup(self, player: Any) -> None:
+        """Player lifecycle: bind and serve (``start``) when the player starts following checkpoints."""
+        self.start()
+
+    def close(self) -> None:
+        """Player lifecycle: stop serving (``stop``), after ``on_stop``."""
+        self.stop()
 
     def stop(self, timeout: float = 3.0) -> None:
         """Close client streams, shut the server down and join its thread; every wait is bounded."""
@@ -197,34 +211,38 @@ class FrameStreamer(PlayerCallback):
         return self._server is not None and self.hub.clients > 0
 
     # -- player hooks (player thread) --------------------------------------------------------
-    def on_start(self, player: Any) -> None:
-        self._snap_dirty = True
-        self._health = getattr(player, "reload_health", None)
+    @property
+    def paced_sleep_s(self) -> float:
+        """Seconds slept to hold real time (0 without ``realtime``)."""
+        return self.pacer.slept_s if self.pacer is not None else 0.0
 
-    def on_reload(self, player: Any, info: CheckpointInfo) -> None:
+    def on_start(self, player: PlayerView) -> None:
         self._snap_dirty = True
-        self._pace = None  # a reload may take a moment; don't try to "catch up" afterwards
+        self._health = player.reload_health
+
+    def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
+        self._snap_dirty = True
+        if self.pacer is not None:
+            self.pacer.on_reload(player, info)
         self._refresh_snapshot(player)
 
-    def on_episode_end(self, player: Any, episode: EpisodeRecord) -> None:
+    def on_episode_end(self, player: PlayerView, episode: EpisodeRecord) -> None:
         self._snap_dirty = True  # cheap: batched envs end many episodes per step
 
-    def on_stop(self, player: Any, summary: Summary) -> None:
+    def on_stop(self, player: PlayerView, summary: Summary) -> None:
         self._snap_dirty = True
-        self._refresh_snapshot(player)
-        self.stop()
+        self._refresh_snapshot(player)  # the final numbers; close() (called next) stops the server
 
-    def on_step(self, player: Any, step: int) -> None:
+    def on_step(self, player: PlayerView, step: int) -> None:
         self._steps = step
         now = time.monotonic()
         if self._snap_dirty and now - self._snap_at > 0.5:
             self._refresh_snapshot(player)
-        if not self.wants_frames:
-            self._pace = None
-            return
-        if self.realtime:
-            self._pace_step(player, step, now)
+        if self.pacer is not None:
+            self.pacer.on_step(player, step)  # sleeps only while frames are wanted
             now = time.monotonic()
+        if not self.wants_frames:
+            return
         if now < self._next_frame_t:
             return
         interval = 1.0 / self.fps
@@ -234,34 +252,19 @@ class FrameStreamer(PlayerCallback):
             self._next_frame_t = now + interval
         else:
             self._next_frame_t += interval
-        frame = grab_frame_once(player, step)
+        frame = player.grab_frame()  # the player renders once per step, however many callbacks ask
         if frame is not None:
             self.hub.submit(frame, time.time())
 
-    def _pace_step(self, player: Any, step: int, now: float) -> None:
-        dt = getattr(player, "control_dt", None)
-        if not dt:
-            return
-        if self._pace is None:
-            self._pace = (now, step)
-            return
-        t0, s0 = self._pace
-        ahead = t0 + (step - s0) * dt - now
-        if ahead > 0:
-            time.sleep(min(ahead, 1.0))
-            self.paced_sleep_s += min(ahead, 1.0)
-        elif ahead < -0.25:  # slower than real time: re-anchor rather than sprint later
-            self._pace = (now, step)
-
     # -- status --------------------------------------------------------------------------------
-    def _refresh_snapshot(self, player: Any) -> None:
+    def _refresh_snapshot(self, player: PlayerView) -> None:
         """Build the status dict on the player thread, so HTTP threads never iterate live dicts."""
-        summary: Optional[Summary] = getattr(player, "summary", None)
-        current: Optional[CheckpointInfo] = getattr(player, "current", None)
+        summary: Optional[Summary] = player.summary
+        current: Optional[CheckpointInfo] = player.current
         snap: Dict[str, Any] = {
-            "source": str(getattr(player, "source", "") or ""),
+            "source": str(player.source or ""),
             "checkpoint": _info_dict(current) if current is not None else None,
-            "control_dt": getattr(player, "control_dt", None),
+            "control_dt": player.control_dt,
         }
         cps: List[Dict[str, Any]] = []
         if summary is not None:

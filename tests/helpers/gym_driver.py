@@ -2,7 +2,7 @@
 
 Why it exists: the streamer and recorder are callbacks; testing them needs something that steps an
 environment, renders real frames and calls the hooks in the documented order, with the attributes
-the player exposes (grab_frame, summary, current, control_dt, source). It loads no checkpoints:
+the player exposes (``callbacks.PlayerView``: grab_frame, summary, current, control_dt, source, ...). It loads no checkpoints:
 ``reload()`` fabricates a CheckpointInfo and changes a controller gain, which is all a callback sees.
 """
 
@@ -37,6 +37,8 @@ class GymDriver:
         self.control_dt: Optional[float] = float(getattr(self.env.unwrapped, "dt", 0.05))
         self.source = "runs/test_driver"
         self.frame_source = None
+        self._frame_step = -1
+        self._frame: Optional[np.ndarray] = None
         self.renders = 0
         self.steps = 0
         self.stop_event = threading.Event()
@@ -48,10 +50,19 @@ class GymDriver:
 
     # -- attributes callbacks rely on ----------------------------------------------------------
     def grab_frame(self) -> Optional[np.ndarray]:
+        """As the player: rendered once per step, the same array for later calls in that step."""
+        if self._frame_step == self.steps:
+            return self._frame
         self.renders += 1
-        if self.frame_source is not None:
-            return self.frame_source()
-        return self.env.render()
+        frame = self.frame_source() if self.frame_source is not None else self.env.render()
+        self._frame_step, self._frame = self.steps, frame
+        return frame
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def reload_health(self) -> dict:
+        return {"alive": True, "checks": 0, "errors": 0, "last_error": None}
 
     # -- driving -----------------------------------------------------------------------------------
     def reload(
@@ -79,6 +90,7 @@ class GymDriver:
         return info
 
     def start(self, epoch: int = 10) -> None:
+        self.callbacks.setup(self)
         self.reload(epoch)
         self._ep_ckpt = 0
         self.callbacks.on_start(self)
@@ -135,8 +147,12 @@ class GymDriver:
                 time.sleep(step_sleep)
 
     def stop(self) -> None:
-        self.callbacks.on_stop(self, self.summary)
-        self.env.close()
+        """As the player's end: ``on_stop``, then each callback's ``close()`` once, then the env."""
+        try:
+            self.callbacks.on_stop(self, self.summary)
+        finally:
+            self.callbacks.close()
+            self.env.close()
 
 
 def run_in_thread(driver: GymDriver, **kw) -> threading.Thread:
