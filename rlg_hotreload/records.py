@@ -57,25 +57,15 @@ class CheckpointStats:
 
 
 @dataclass
-class Summary:
-    """End-of-run numbers: overall and per checkpoint (key ``None`` = episodes spanning a swap)."""
+class Summary(CheckpointStats):
+    """End-of-run numbers: overall (the inherited games/sums/means) and per checkpoint (key ``None`` =
+    episodes spanning a swap)."""
 
-    games: int = 0
     steps: int = 0
-    reward_sum: float = 0.0
-    length_sum: float = 0.0
     reloads: int = 0
     per_checkpoint: Dict[Optional[int], CheckpointStats] = field(default_factory=dict)
     checkpoints: List[CheckpointInfo] = field(default_factory=list)
     watcher: Dict[str, Any] = field(default_factory=dict)  # the watcher's health at the end (see /status)
-
-    @property
-    def mean_reward(self) -> float:
-        return self.reward_sum / self.games if self.games else float("nan")
-
-    @property
-    def mean_length(self) -> float:
-        return self.length_sum / self.games if self.games else float("nan")
 
     def report_lines(self, max_rows: int = 20) -> List[str]:
         """The summary as log lines: totals, the watcher's health, the newest ``max_rows`` checkpoints."""

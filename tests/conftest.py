@@ -1,7 +1,9 @@
 """Session fixtures (a real training run) and markers: a test using ``trained_run`` is ``slow``."""
 
+import logging
 import os
 import shutil
+from typing import Iterator, List
 
 import pytest
 from helpers.procs import REPO, run_cli
@@ -34,3 +36,32 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "trained_run" in getattr(item, "fixturenames", ()):  # direct or through checkpoint_copy
             item.add_marker(pytest.mark.slow)
+
+
+class LogLines(logging.Handler):
+    """Messages of the "rlg_hotreload" logger, caught at the logger itself (it may not propagate)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: List[str] = []
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@pytest.fixture
+def rlg_log() -> Iterator[LogLines]:
+    logger = logging.getLogger("rlg_hotreload")
+    h, old = LogLines(), logger.level
+    logger.addHandler(h)
+    logger.setLevel(logging.INFO)
+    yield h
+    logger.removeHandler(h)
+    logger.setLevel(old)

@@ -4,7 +4,6 @@ import http.client
 import io
 import itertools
 import json
-import logging
 import socket
 import struct
 import threading
@@ -298,31 +297,6 @@ def test_stop_with_attached_clients_is_bounded():
     d.stop_event.set()
     t.join(10)
     d.env.close()
-
-
-class _LogList(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: List[str] = []
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
-@pytest.fixture
-def rlg_log() -> Iterator[_LogList]:
-    """Lines of the "rlg_hotreload" logger, caught at the logger itself (it may not propagate)."""
-    logger = logging.getLogger("rlg_hotreload")
-    h, old = _LogList(), logger.level
-    logger.addHandler(h)
-    logger.setLevel(logging.INFO)
-    yield h
-    logger.removeHandler(h)
-    logger.setLevel(old)
 
 
 def test_busy_port_moves_to_next_and_logs(rlg_log):

@@ -4,7 +4,6 @@ Asserted for each fault: the thread stays alive, says what is wrong once, keeps 
 reports it in ``health()``, and loads the right file once the fault is gone.
 """
 
-import logging
 import os
 import signal
 import threading
@@ -29,27 +28,20 @@ def _reference(path):
         return model_state(load_weights_only(f.read()))
 
 
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.INFO)
-        self.lines = []
-
-    def emit(self, record):
-        self.lines.append(record.getMessage())
-
-    def count(self, text):
-        return sum(text in line for line in list(self.lines))
-
-
 @pytest.fixture
-def lines():
-    logger = logging.getLogger("rlg_hotreload")
-    h, old = Lines(), logger.level
-    logger.addHandler(h)
-    logger.setLevel(logging.INFO)
-    yield h
-    logger.removeHandler(h)
-    logger.setLevel(old)
+def lines(rlg_log):
+    return rlg_log
+
+
+def _watcher_on_one_file(checkpoint_copy, tmp_path):
+    """A started process-loader watcher on a run folder holding one checkpoint (epoch 1)."""
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    w = CheckpointWatcher(CheckpointSource(str(tmp_path / "run")), _reference(checkpoint_copy), interval=0.05,
+                          settle=0.0, loader="process")  # fmt: skip
+    w.start()
+    return w
 
 
 def _until(predicate, what, timeout=WAIT):
@@ -135,12 +127,8 @@ def test_future_mtime_is_treated_as_now_and_blocks_nothing(checkpoint_copy, tmp_
 
 
 def test_a_loader_killed_mid_load_is_retried_not_rejected(checkpoint_copy, tmp_path, lines):
+    w = _watcher_on_one_file(checkpoint_copy, tmp_path)
     nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
-    w = CheckpointWatcher(CheckpointSource(str(tmp_path / "run")), _reference(checkpoint_copy), interval=0.05,
-                          settle=0.0, loader="process")  # fmt: skip
-    w.start()
     try:
         assert _taken(w, 60).epoch == 1
         pid = w.loader.pid
@@ -184,12 +172,8 @@ def test_version_key_includes_ctime(checkpoint_copy):
 
 
 def test_stop_is_bounded_while_a_load_hangs(checkpoint_copy, tmp_path):
+    w = _watcher_on_one_file(checkpoint_copy, tmp_path)
     nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
-    w = CheckpointWatcher(CheckpointSource(str(tmp_path / "run")), _reference(checkpoint_copy), interval=0.05,
-                          settle=0.0, loader="process")  # fmt: skip
-    w.start()
     assert _taken(w, 60).epoch == 1
     os.kill(w.loader.pid, signal.SIGSTOP)
     (nn / "b.pth").write_bytes(variant_bytes(checkpoint_copy, 2))
