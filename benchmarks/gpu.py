@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import REPO, RESULTS, machine, print_table  # noqa: E402
@@ -137,14 +137,14 @@ def stage_speed(args: argparse.Namespace) -> Dict[str, Any]:
 class Proc:
     """A CLI subprocess whose output lines are kept with their arrival times."""
 
-    def __init__(self, args: List[str], cwd: str, log_path: str) -> None:
+    def __init__(self, args: List[str], cwd: str, log_path: str, launcher: Sequence[str] = ()) -> None:
         import subprocess
 
         env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
         self.lines: List[Tuple[float, str]] = []
         self.log = open(log_path, "w")
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "rlg_hotreload.run", *args],
+            [sys.executable, *launcher, "-m", "rlg_hotreload.run", *args],  # launcher: e.g. torchrun's module
             cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
         )  # fmt: skip
         self.t = threading.Thread(target=self._read, daemon=True)

@@ -21,6 +21,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from rlg_hotreload import config as cfglib
+from rlg_hotreload import distributed
 from rlg_hotreload import params as paramslib
 from rlg_hotreload.callbacks import PlayerCallback
 from rlg_hotreload.config import ConfigError
@@ -68,6 +69,9 @@ def make_params(cfg: Dict[str, Any], edit: Optional[ParamsEdit] = None) -> Dict[
     cfg = copy.deepcopy(cfg)
     tr = cfg["train"]
     test = tr["test"]
+    ranks = _check_launch(cfg)
+    if cfg["multi_gpu"] and ranks is not None:
+        distributed.apply_ranks(cfg, ranks)
     paramslib.check_checkpoint(tr["checkpoint"], test)
     if not cfg["headless"] and test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ConfigError(
@@ -83,9 +87,25 @@ def make_params(cfg: Dict[str, Any], edit: Optional[ParamsEdit] = None) -> Dict[
     yaml_cfg = cfglib.read_yaml(paramslib.train_config_path(cfg, sim), "train.config")
     params = paramslib.build_params(cfg, yaml_cfg)
     paramslib.check_env_config(cfg["task"], params["config"]["env_config"])
+    params["config"]["multi_gpu"] = bool(cfg["multi_gpu"])
     if edit is not None:
         edit(params)
     return params
+
+
+def _check_launch(cfg: Dict[str, Any]) -> Optional[distributed.Ranks]:
+    """This process's ranks under torchrun (None otherwise); LaunchError for a launch that cannot work."""
+    ranks = distributed.ranks_from_env()
+    if not cfg["multi_gpu"] and ranks is None:
+        return None
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = {"rl_device": cfg["rl_device"], "sim_device": cfg["sim_device"]}
+    distributed.check_launch(cfg["multi_gpu"], ranks, count, devices, training=not cfg["train"]["test"])
+    if cfg["multi_gpu"] and ranks is not None:
+        torch.cuda.set_device(ranks.local_rank)  # the env is built before rl-games sets it
+    return ranks
 
 
 def make_callbacks(cfg: Dict[str, Any]) -> List[PlayerCallback]:
@@ -173,12 +193,15 @@ def train(cfg: Dict[str, Any]) -> int:
     if cfg["train"]["test"]:
         raise ConfigError("train.test=true: train() trains; use play() or make_player() to play")
     params = make_params(cfg)
-    tr = cfg["train"]
+    train_dir = params["config"]["train_dir"]  # ranks other than 0 write under a hidden folder
     name = params["config"]["name"] + datetime.datetime.now().strftime("_%d-%H-%M-%S")
     params["config"]["full_experiment_name"] = name
-    _link_latest(tr["trainDir"], name)
-    log.info("Training %s -> %s", cfg["task"], os.path.join(tr["trainDir"], name, "nn"))
-    make_runner(params).run({"train": True, "play": False, "checkpoint": tr["checkpoint"] or None})
+    ranks = distributed.ranks_from_env() if cfg["multi_gpu"] else None
+    if ranks is None or ranks.is_main:
+        _link_latest(train_dir, name)
+    where = "" if ranks is None else " (rank %d of %d, %s)" % (ranks.rank, ranks.world_size, ranks.device)
+    log.info("Training %s -> %s%s", cfg["task"], os.path.join(train_dir, name, "nn"), where)
+    make_runner(params).run({"train": True, "play": False, "checkpoint": cfg["train"]["checkpoint"] or None})
     return 0
 
 
