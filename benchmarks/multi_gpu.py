@@ -81,6 +81,9 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
+    from rlg_hotreload import params as paramslib
+
+    paramslib.register_task("BlindGrasping")  # for evaluate(), which builds a stock player in this process
     runs = []
     for n in args.gpus:
         work = tempfile.mkdtemp(prefix="mgpu_%d_" % n)
