@@ -276,6 +276,8 @@ class FrameStreamer(PlayerCallback):
                     episodes=st.games if st else 0,
                     mean_reward=_finite(st.mean_reward) if st else None,
                     mean_length=_finite(st.mean_length) if st else None,
+                    success_rate=st.success_rate if st else None,  # None: the task reports no success
+                    success_episodes=st.success_games if st else 0,
                 )
                 cps.append(d)
             mixed = per.get(None)
@@ -284,6 +286,7 @@ class FrameStreamer(PlayerCallback):
                 checkpoints_loaded=len(summary.checkpoints),
                 games=summary.games,
                 mean_reward=_finite(summary.mean_reward),
+                success_rate=summary.success_rate,
                 mixed_episodes=mixed.games if mixed else 0,
             )
         snap["checkpoints"] = cps
@@ -308,4 +311,5 @@ class FrameStreamer(PlayerCallback):
         snap["stream"] = stream
         snap["clients"] = stream["clients"]
         snap["source_fps"] = stream["source_fps"]
+        snap["delivered_fps"] = stream["delivered_fps"]  # what the page shows: frames/s a viewer receives
         return snap
