@@ -140,7 +140,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         procs.append(_start(watch_args, "[watch]", nice=10))
         ready = wait_ready_file(ready_file, 120, alive=lambda: procs[1].poll() is None and not stop.is_set())
         if ready is not None:
-            print("\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % ready["url"], flush=True)
+            print(
+                "\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % ready["url"],
+                flush=True,
+            )
         code = _watch(procs[0], procs[1], stop)
     finally:
         for p in procs:

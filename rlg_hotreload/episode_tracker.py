@@ -58,7 +58,12 @@ class EpisodeTracker:
         """Records of the envs in ``done_indices`` (one host copy), then restart every env in ``done``
         under checkpoint ``index``. ``successes``: per-env flags from :func:`success_signal`, or None."""
         idx = done_indices.flatten()
-        cols = [idx.to(torch.float64), self.reward[idx].double(), self.length[idx].double(), self.owner[idx].double()]
+        cols = [
+            idx.to(torch.float64),
+            self.reward[idx].double(),
+            self.length[idx].double(),
+            self.owner[idx].double(),
+        ]
         if successes is not None:
             cols.append(successes[idx].double())
         rows = torch.stack(cols, 1).tolist()  # the one host transfer for all finished envs

@@ -125,4 +125,7 @@ def _previous_success(stats: Optional[CheckpointStats]) -> str:
     """``; previous checkpoint: success 45.0 % of 20 episodes`` when the task reports success, else ''."""
     if stats is None or stats.success_rate is None:
         return ""
-    return "; previous checkpoint: success %.1f %% of %d episodes" % (100.0 * stats.success_rate, stats.success_games)
+    return "; previous checkpoint: success %.1f %% of %d episodes" % (
+        100.0 * stats.success_rate,
+        stats.success_games,
+    )

@@ -12,15 +12,14 @@ import time
 import urllib.request
 
 import pytest
-import torch
 
 pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import free_port  # noqa: E402
+from helpers.scripted_grasp import ScriptedGrasp, save_checkpoint  # noqa: E402
 from helpers.video import decoded_frames  # noqa: E402
 
-from isaacgym_tasks.scripted import grasp_action  # noqa: E402
 from rlg_hotreload import PlayerCallback, build  # noqa: E402
 from rlg_hotreload.readyfile import wait_ready_file  # noqa: E402
 from rlg_hotreload.stream import FrameStreamer  # noqa: E402
@@ -57,11 +56,6 @@ class PacingClock(PlayerCallback):
             player.request_stop()
 
 
-def _checkpoint(player, path, epoch=1):
-    torch.save({"model": player.model.state_dict(), "epoch": epoch, "frame": 0, "optimizer": {},
-                "last_mean_rewards": 0.0, "env_state": None}, path)  # fmt: skip
-
-
 def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed(tmp_path):
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)
@@ -82,7 +76,7 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     player = build.make_player(cfg, [clock], edit=short_episodes)
     dt = player.control_dt
     assert dt is not None and 0.005 <= dt <= 0.2, "the real env must report its control step, got %r" % dt
-    _checkpoint(player, str(ckpt))
+    save_checkpoint(player, str(ckpt))
 
     done = threading.Event()
     frames = []
@@ -128,38 +122,6 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     )
 
 
-class ScriptedGrasp(PlayerCallback):
-    """The policy of this test, by checkpoint: checkpoint 0 holds still (every episode times out, a
-    failure), checkpoint 1 plays the shipped open-loop grasp (``isaacgym_tasks.scripted``, which lifts
-    the box in most randomised episodes). Once checkpoint 0 has finished 2 episodes, checkpoint 1 lands
-    as a new file; the player stops after 3 episodes of checkpoint 1 that /status has also reported."""
-
-    def __init__(self, player, next_file, max_s: float = 120.0) -> None:
-        self.player, self.next_file = player, next_file
-        self.k = 0  # step of the current episode (one env)
-        self.episodes = []
-        self.status_seen = threading.Event()  # set by the /status poller
-        self.deadline = time.monotonic() + max_s
-        player.get_action = self.get_action  # the network is replaced by the script, nothing else
-
-    def get_action(self, obs, is_deterministic=False):
-        k, self.k = self.k, self.k + 1
-        if self.player.current.index == 0:
-            return torch.zeros(1, 9)
-        return grasp_action(k, 1)
-
-    def on_episode_end(self, player, episode):
-        self.k = 0
-        self.episodes.append(episode)
-        if sum(e.checkpoint == 0 for e in self.episodes) == 2 and not self.next_file.exists():
-            _checkpoint(player, str(self.next_file), epoch=2)
-
-    def on_step(self, player, step):
-        later = player.summary.per_checkpoint.get(1)
-        if (later is not None and later.games >= 3 and self.status_seen.is_set()) or time.monotonic() > self.deadline:
-            player.request_stop()
-
-
 def test_real_blind_grasping_player_reports_success_per_episode_checkpoint_summary_status_and_reload(
     tmp_path, rlg_log
 ):
@@ -177,9 +139,9 @@ def test_real_blind_grasping_player_reports_success_per_episode_checkpoint_summa
         params["config"]["env_config"]["episode_length_s"] = 4.0
 
     player = build.make_player(cfg, edit=episodes_of_4_s)
-    script = ScriptedGrasp(player, nn / "b.pth")
+    script = ScriptedGrasp(player, nn / "b.pth")  # stops once /status has shown checkpoint 1's success
     player.callbacks.append(script)
-    _checkpoint(player, str(nn / "a.pth"))
+    save_checkpoint(player, str(nn / "a.pth"))
 
     done = threading.Event()
     seen = []
@@ -225,7 +187,12 @@ def test_real_blind_grasping_player_reports_success_per_episode_checkpoint_summa
     assert "previous checkpoint: success 0.0 % of " in reload_line, reload_line
     # /status, read over HTTP while it played
     assert script.status_seen.is_set(), seen[-1:] if seen else "no /status answer"
-    last = next(st for st in reversed(seen) if len(st["checkpoints"]) == 2 and st["checkpoints"][1]["success_episodes"])
+    last = next(
+        st
+        for st in reversed(seen)
+        if len(st["checkpoints"]) == 2 and st["checkpoints"][1]["success_episodes"]
+    )
     assert last["checkpoints"][0]["success_rate"] == 0.0 and last["checkpoints"][0]["success_episodes"] >= 2
     assert last["checkpoints"][1]["success_rate"] is not None and last["success_rate"] is not None
-    assert last["clients"] == 0 and last["stream"]["frames_submitted"] == 0  # nobody watched: nothing rendered
+    # nobody watched: nothing was rendered
+    assert last["clients"] == 0 and last["stream"]["frames_submitted"] == 0
