@@ -77,8 +77,8 @@ class CheckpointStats:
 
 @dataclass
 class Summary(CheckpointStats):
-    """End-of-run numbers: overall (the inherited games/sums/means) and per checkpoint (key ``None`` =
-    episodes spanning a swap)."""
+    """End-of-run numbers: overall (the inherited games/sums/means/``success_rate``) and per checkpoint
+    (key ``None`` = episodes spanning a swap)."""
 
     steps: int = 0
     reloads: int = 0
