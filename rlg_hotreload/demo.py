@@ -4,9 +4,18 @@ Why a launcher and not threads: training and the monitor are the two processes a
 terminals (see the seed workflow); the demo starts exactly those two commands, prefixes their output,
 prints the URL (read from the monitor's ready file, ``stream.readyFile``: never parsed from its log), and
 on Ctrl+C stops both (each exits cleanly on SIGINT).
+
+Why the monitor outlives training: the point is to watch what was learned; when training ends (e.g.
+``--max-epochs``) the monitor keeps playing the last checkpoint until Ctrl+C.
+Why each child gets its own process group: Ctrl+C in a terminal signals the whole foreground group, and
+the player treats a second SIGINT as "stop now" (KeyboardInterrupt); here only the demo receives it and
+forwards exactly one SIGINT to each child. A child whose demo dies (even by SIGKILL) gets SIGTERM on Linux.
+Why the monitor shares the machine politely: it is niced and paced to real time (``streamRealtime``,
+watched or not), and it renders only while a browser watches.
 """
 
 import argparse
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import IO, List, Optional
+from typing import IO, Callable, List, Optional
 
 from rlg_hotreload.readyfile import wait_ready_file
 
@@ -25,12 +34,26 @@ def _pump(stream: IO[str], prefix: str) -> None:
         sys.stdout.flush()
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# resolved here, before any fork: the child (between fork and exec) only calls it
+_PRCTL: Optional[Callable[..., int]] = ctypes.CDLL(None).prctl if sys.platform.startswith("linux") else None
+
+
+def _child_setup(nice: int) -> None:
+    """Runs in the child before exec: own process group, lower priority, SIGTERM when the demo dies."""
+    os.setpgrp()
+    if nice:
+        os.nice(nice)
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
 def _start(args: List[str], prefix: str, nice: int = 0) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    lower = (lambda: os.nice(nice)) if nice and hasattr(os, "nice") else None
     p = subprocess.Popen(
         [sys.executable, "-m", "rlg_hotreload.run", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=lower,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        preexec_fn=lambda: _child_setup(nice),
     )  # fmt: skip
     assert p.stdout is not None
     threading.Thread(target=_pump, args=(p.stdout, prefix), daemon=True).start()
@@ -46,6 +69,22 @@ def _wait_for_new_run(train_dir: str, before: Optional[str], proc: subprocess.Po
             return True
         time.sleep(0.1)  # polling a path another process creates: no event to wait on
     return False
+
+
+def _watch(train: subprocess.Popen, monitor: subprocess.Popen, stop: threading.Event) -> int:
+    """Until Ctrl+C or the monitor exits; training ending (or failing) leaves the monitor playing.
+    Returns the first abnormal exit code of the two (0 if none)."""
+    told = False
+    while not stop.is_set() and monitor.poll() is None:
+        if train.poll() is not None and not told:
+            told = True
+            print("[demo] Training ended (exit code %s); the monitor keeps playing its last checkpoint. "
+                  "Ctrl+C stops it." % train.returncode, flush=True)  # fmt: skip
+        stop.wait(0.5)
+    for p in (train, monitor):
+        if p.poll() is not None and p.returncode not in (0, -signal.SIGINT):
+            return p.returncode
+    return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -88,24 +127,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     def on_signal(signum: int, frame: object) -> None:
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # Ctrl+C, kill, the terminal closing
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
     code = 0
     try:
         if not _wait_for_new_run(a.train_dir, before, procs[0], 120):
             code = procs[0].wait(10) or 1
             print("[demo] training did not start (exit code %s)" % code, flush=True)
             return code
-        # the monitor yields the CPU to training (it runs at real-time speed while watched anyway)
+        # the monitor yields the CPU to training: niced, and paced to real time watched or not
         procs.append(_start(watch_args, "[watch]", nice=10))
         ready = wait_ready_file(ready_file, 120, alive=lambda: procs[1].poll() is None and not stop.is_set())
         if ready is not None:
-            print("\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % ready["url"], flush=True)
-        while not stop.is_set() and all(p.poll() is None for p in procs):
-            stop.wait(0.5)
-        for p in procs:
-            if p.poll() is not None and p.returncode not in (0, -signal.SIGINT):
-                code = p.returncode
+            print(
+                "\n[demo] Open %s to watch the policy improve. Ctrl+C stops both.\n" % ready["url"],
+                flush=True,
+            )
+        code = _watch(procs[0], procs[1], stop)
     finally:
         for p in procs:
             if p.poll() is None:

@@ -4,7 +4,8 @@ Why a subclass with its own ``run()``: the stock loop caps a game at 27000 steps
 crashes in its summary) for ``games_num: 0``, and reloads in evaluation mode by copying weights while
 the policy may run. Here the loop is the stock one in spirit (same per-game prints, same RNN handling)
 with three additions: an unbounded mode, a weight swap between two steps (never inside a forward
-pass), and per-checkpoint episode attribution. All file I/O happens on the watcher thread
+pass), and per-checkpoint episode attribution with the task's success flag
+(:mod:`rlg_hotreload.episode_tracker`). All file I/O happens on the watcher thread
 (:mod:`rlg_hotreload.reload`), the first load included.
 
 Why a rollback: validation proves a checkpoint fits the network, not that the network can act with it; a
@@ -16,11 +17,12 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-import numpy as np
 import torch
 from rl_games.algos_torch.players import PpoPlayerContinuous
 
 from rlg_hotreload.callbacks import CallbackList
+from rlg_hotreload.episode_tracker import EpisodeTracker, success_signal
+from rlg_hotreload.frame_grab import FrameGrab
 from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.reload import (
     LOADERS,
@@ -35,7 +37,6 @@ log = logging.getLogger("rlg_hotreload")
 
 SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
-MIXED = -1  # an episode spanning a swap, in the owner tensor; reported as checkpoint=None (tensors hold no None)
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
 
@@ -56,7 +57,7 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
+class HotReloadPlayer(WeightSwap, FrameGrab, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
@@ -83,13 +84,10 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         games = int(pc.get("games_num", 0))
         self.games_num = games if games > 0 else 0  # 0 = unbounded
         self.callbacks = CallbackList(list(callbacks))
-        self.frame_source: Optional[Callable[[], Optional[np.ndarray]]] = None
-        self._frame_step = -1  # summary.steps of the cached frame (see grab_frame)
-        self._frame: Optional[np.ndarray] = None
         self.summary = Summary()
         self.current: Optional[CheckpointInfo] = None
         self.source = ""
-        self.control_dt: Optional[float] = self._find_control_dt()
+        self.init_frames()
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         # set from restore() until run() ends: a stop signal between the two must not kill the process
@@ -162,29 +160,6 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         dev = self.device
         return obs, torch.as_tensor(rewards, device=dev), torch.as_tensor(dones, device=dev), infos
 
-    # -- frames --------------------------------------------------------------------------------------
-    def grab_frame(self) -> Optional[np.ndarray]:
-        """This step's frame through ``frame_source`` if set, else ``env.render()``: rendered on the first
-        call of a step, the same array for every later call in that step (streamer and recorder)."""
-        step = self.summary.steps
-        if self._frame_step == step:
-            return self._frame
-        if self.frame_source is not None:
-            frame = self.frame_source()
-        else:
-            frame = self.env.render()
-            if isinstance(frame, torch.Tensor):
-                frame = frame.cpu().numpy()
-        self._frame_step, self._frame = step, frame if isinstance(frame, np.ndarray) else None
-        return self._frame
-
-    def _find_control_dt(self) -> Optional[float]:
-        env = self.env
-        dt = getattr(env, "control_dt", None)
-        if dt is None:
-            dt = getattr(getattr(env, "unwrapped", None), "dt", None)
-        return float(dt) if isinstance(dt, (int, float)) else None
-
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> Summary:
         """Play until ``games_num`` games are done (0 = forever) or Ctrl+C / SIGTERM; return the summary."""
@@ -230,17 +205,14 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
         swap_at_game = self.swap_at == "game" or (self.swap_at == "auto" and batch_size == 1)
         self.init_rnn()
         dev = self.device  # next to the env's rewards and dones (the policy's device)
-        cr = torch.zeros(batch_size, dtype=torch.float32, device=dev)
-        steps = torch.zeros(batch_size, dtype=torch.float32, device=dev)
-        owner = torch.full((batch_size,), self.current.index if self.current else 0, dtype=torch.long, device=dev)
+        episodes = EpisodeTracker(batch_size, dev, self.current.index if self.current else 0)
         n_games = self.games_num
         at_boundary = True
         step_no = 0
         while not self._stop_event.is_set():
             if watcher.ready and (at_boundary or not swap_at_game):
                 self.swap_in(watcher.take())
-                owner[steps > 0] = MIXED
-                owner[steps == 0] = self.current.index  # type: ignore[union-attr]
+                episodes.swapped(self.current.index)  # type: ignore[union-attr]
             at_boundary = False
             try:
                 action = self.get_action(obses, deterministic)
@@ -250,12 +222,11 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
                 self.roll_back(e)
                 if self.current is None:
                     return True
-                owner[steps == 0] = self.current.index
+                episodes.claim_fresh(self.current.index)
                 continue
             self.pending_rollback = None
             obses, r, done, info = self.env_step(self.env, action)
-            cr += r
-            steps += 1
+            episodes.step(r)
             step_no += 1
             summary.steps = step_no
             if self.render_env:
@@ -269,14 +240,11 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
                 all_done = done.nonzero(as_tuple=False)
                 for s in self.states:
                     s[:, all_done, :] = s[:, all_done, :] * 0.0
-            for idx in done_indices.flatten().tolist():
+            index = self.current.index  # type: ignore[union-attr]
+            for episode in episodes.finish(done_indices, done, success_signal(info, dev), index):
                 if n_games and summary.games >= n_games:
                     break  # several envs finished at once: count exactly games_num games
-                self._record(idx, float(cr[idx]), int(steps[idx]), int(owner[idx]))
-            done_mask = done.bool().flatten()[:batch_size]
-            cr[done_mask] = 0.0
-            steps[done_mask] = 0.0
-            owner[done_mask] = self.current.index  # type: ignore[union-attr]
+                self._record(episode)
             at_boundary = True
             if n_games and summary.games >= n_games:
                 break
@@ -284,20 +252,13 @@ class HotReloadPlayer(WeightSwap, PpoPlayerContinuous):
                 obses = self.env_reset(self.env)
         return False
 
-    def _record(self, env_index: int, reward: float, length: int, owner: int) -> None:
-        ckpt = owner if owner != MIXED else None
-        s = self.summary
-        s.games += 1
-        s.reward_sum += reward
-        s.length_sum += length
-        stats = s.per_checkpoint.setdefault(ckpt, CheckpointStats())
-        stats.games += 1
-        stats.reward_sum += reward
-        stats.length_sum += length
+    def _record(self, episode: EpisodeRecord) -> None:
+        self.summary.add(episode)
+        self.summary.per_checkpoint.setdefault(episode.checkpoint, CheckpointStats()).add(episode)
         if self.print_stats:
-            print("reward: %.2f steps: %d" % (reward, length), flush=True)
+            print("reward: %.2f steps: %d" % (episode.reward, episode.length), flush=True)
         if self.callbacks:
-            self.callbacks.on_episode_end(self, EpisodeRecord(env_index, reward, length, ckpt))
+            self.callbacks.on_episode_end(self, episode)
 
     def _finish(self) -> None:
         s = self.summary

@@ -39,13 +39,32 @@ class EpisodeRecord:
     reward: float
     length: int
     checkpoint: Optional[int]  # CheckpointInfo.index, or None when a swap happened mid-episode
+    #: whether the task called it a success (``infos["successes"]``); None when the task has no such signal
+    success: Optional[bool] = None
 
 
 @dataclass
 class CheckpointStats:
+    """Sums over finished episodes; ``success_rate`` counts only episodes whose task gave a success signal."""
+
     games: int = 0
     reward_sum: float = 0.0
     length_sum: float = 0.0
+    successes: int = 0
+    success_games: int = 0  # episodes that carried a success signal (all or none, for one task)
+
+    def add(self, episode: EpisodeRecord) -> None:
+        self.games += 1
+        self.reward_sum += episode.reward
+        self.length_sum += episode.length
+        if episode.success is not None:
+            self.success_games += 1
+            self.successes += bool(episode.success)
+
+    @property
+    def success_rate(self) -> Optional[float]:
+        """Successes / episodes with a success signal, in [0, 1]; None when no episode had one."""
+        return self.successes / self.success_games if self.success_games else None
 
     @property
     def mean_reward(self) -> float:
@@ -58,8 +77,8 @@ class CheckpointStats:
 
 @dataclass
 class Summary(CheckpointStats):
-    """End-of-run numbers: overall (the inherited games/sums/means) and per checkpoint (key ``None`` =
-    episodes spanning a swap)."""
+    """End-of-run numbers: overall (the inherited games/sums/means/``success_rate``) and per checkpoint
+    (key ``None`` = episodes spanning a swap)."""
 
     steps: int = 0
     reloads: int = 0
@@ -70,9 +89,10 @@ class Summary(CheckpointStats):
     def report_lines(self, max_rows: int = 20) -> List[str]:
         """The summary as log lines: totals, the watcher's health, the newest ``max_rows`` checkpoints."""
         out = [
-            "Summary: %d games, mean reward %.2f, mean length %.1f, %d checkpoints, %d reloads"
-            % (self.games, self.mean_reward, self.mean_length, len(self.checkpoints), self.reloads)
-        ]
+            "Summary: %d games, mean reward %.2f, mean length %.1f%s, %d checkpoints, %d reloads"
+            % (self.games, self.mean_reward, self.mean_length, _success(self, ", "), len(self.checkpoints),
+               self.reloads)
+        ]  # fmt: skip
         h = self.watcher
         if h:
             out.append("  watcher: %d checks, last %s s ago, %d errors%s" % (
@@ -86,6 +106,12 @@ class Summary(CheckpointStats):
             rows.append((None, self.per_checkpoint[None]))
         for key, st in rows:
             name = self.checkpoints[key].label if key is not None else "mixed (spans a reload)"
-            out.append("  %-40s games %4d  mean reward %9.2f  mean length %7.1f"
-                       % (name, st.games, st.mean_reward, st.mean_length))  # fmt: skip
+            out.append("  %-40s games %4d  mean reward %9.2f  mean length %7.1f%s"
+                       % (name, st.games, st.mean_reward, st.mean_length, _success(st, "  ")))  # fmt: skip
         return out
+
+
+def _success(stats: CheckpointStats, sep: str) -> str:
+    """``<sep>success 45.0 %`` when the task reports success, else nothing (never a misleading 0 %)."""
+    rate = stats.success_rate
+    return "" if rate is None else "%ssuccess %5.1f %%" % (sep, 100.0 * rate)

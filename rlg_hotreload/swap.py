@@ -67,6 +67,7 @@ class WeightSwap:
             load_ms=loaded.load_ms,
             loaded_at=time.time(),
         )
+        before = self.summary.per_checkpoint.get(self.current.index) if self.current is not None else None
         self.summary.checkpoints.append(info)
         self.summary.per_checkpoint[info.index] = CheckpointStats()
         if not first:
@@ -74,7 +75,7 @@ class WeightSwap:
         self.current = info
         best = "%.2f" % info.best_reward if info.best_reward is not None else "n/a"
         log.info(
-            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)",
+            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)%s",
             "Loaded" if first else "Reloaded",
             v.path,
             info.epoch,
@@ -82,6 +83,7 @@ class WeightSwap:
             best,
             max(0.0, time.time() - v.mtime),
             info.load_ms,
+            _previous_success(before),
         )
         self.callbacks.on_reload(self, info)
 
@@ -117,3 +119,13 @@ class WeightSwap:
             version.path, type(error).__name__, msg,
             "playing %s again" % info.label if info is not None else "nothing is playing: waiting for a checkpoint",
         )  # fmt: skip
+
+
+def _previous_success(stats: Optional[CheckpointStats]) -> str:
+    """``; previous checkpoint: success 45.0 % of 20 episodes`` when the task reports success, else ''."""
+    if stats is None or stats.success_rate is None:
+        return ""
+    return "; previous checkpoint: success %.1f %% of %d episodes" % (
+        100.0 * stats.success_rate,
+        stats.success_games,
+    )

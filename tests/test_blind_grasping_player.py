@@ -6,16 +6,18 @@ and videos played 1.5x too fast. Here the real task, the real player, the config
 real HTTP client on 127.0.0.1 and the real mp4 decoder.
 """
 
+import json
 import threading
 import time
+import urllib.request
 
 import pytest
-import torch
 
 pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import free_port  # noqa: E402
+from helpers.scripted_grasp import ScriptedGrasp, save_checkpoint  # noqa: E402
 from helpers.video import decoded_frames  # noqa: E402
 
 from rlg_hotreload import PlayerCallback, build  # noqa: E402
@@ -54,11 +56,6 @@ class PacingClock(PlayerCallback):
             player.request_stop()
 
 
-def _checkpoint(player, path):
-    torch.save({"model": player.model.state_dict(), "epoch": 1, "frame": 0, "optimizer": {},
-                "last_mean_rewards": 0.0, "env_state": None}, path)  # fmt: skip
-
-
 def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed(tmp_path):
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)
@@ -79,7 +76,7 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     player = build.make_player(cfg, [clock], edit=short_episodes)
     dt = player.control_dt
     assert dt is not None and 0.005 <= dt <= 0.2, "the real env must report its control step, got %r" % dt
-    _checkpoint(player, str(ckpt))
+    save_checkpoint(player, str(ckpt))
 
     done = threading.Event()
     frames = []
@@ -123,3 +120,79 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     assert abs(played_s - episode_s) <= 0.15 * episode_s, (
         "mp4 plays %.2f s (%d frames at %s fps) for a %.2f s episode" % (played_s, n, meta["fps"], episode_s)
     )
+
+
+def test_real_blind_grasping_player_reports_success_per_episode_checkpoint_summary_status_and_reload(
+    tmp_path, rlg_log
+):
+    nn = tmp_path / "exp" / "nn"
+    nn.mkdir(parents=True)
+    ready = tmp_path / "stream.json"
+    cfg = build.load_config(
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(nn.parent),
+         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0.1,
+         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready)}},
+        preset="test",
+    )  # fmt: skip
+
+    def episodes_of_4_s(params):  # room for the scripted grasp (lift, then hold 1 s); failures end sooner
+        params["config"]["env_config"]["episode_length_s"] = 4.0
+
+    player = build.make_player(cfg, edit=episodes_of_4_s)
+    script = ScriptedGrasp(player, nn / "b.pth")  # stops once /status has shown checkpoint 1's success
+    player.callbacks.append(script)
+    save_checkpoint(player, str(nn / "a.pth"))
+
+    done = threading.Event()
+    seen = []
+
+    def poll_status():  # a real HTTP client of /status while the player runs
+        info = wait_ready_file(str(ready), 60, alive=lambda: not done.is_set())
+        while info is not None and not done.is_set():
+            try:
+                with urllib.request.urlopen(info["url"] + "status", timeout=10) as r:
+                    st = json.load(r)
+            except OSError:  # the server stops when run() ends
+                return
+            seen.append(st)
+            cps = st["checkpoints"]
+            if len(cps) == 2 and cps[1]["success_episodes"] >= 1:
+                script.status_seen.set()
+            done.wait(0.3)
+
+    poller = threading.Thread(target=poll_status, daemon=True)
+    poller.start()
+    try:
+        player.restore(str(nn.parent))
+        summary = player.run()
+    finally:
+        done.set()
+        poller.join(15)
+
+    # per episode: every BlindGrasping episode carries the task's success flag
+    assert all(e.success is not None for e in script.episodes), script.episodes
+    first = [e for e in script.episodes if e.checkpoint == 0]
+    second = [e for e in script.episodes if e.checkpoint == 1]
+    assert len(first) >= 2 and not any(e.success for e in first), first  # holding still never lifts
+    assert len(second) >= 3, "checkpoint 1 played %d episodes (stopped by the deadline?)" % len(second)
+    # per checkpoint and in total: the rate over the episodes that had a signal
+    s0, s1 = summary.per_checkpoint[0], summary.per_checkpoint[1]
+    assert s0.success_rate == 0.0 and s0.success_games == len(first)
+    assert s1.success_rate == sum(e.success for e in second) / len(second) and s1.success_rate >= 0.5, second
+    assert summary.success_rate == sum(bool(e.success) for e in script.episodes) / len(script.episodes)
+    # the summary's lines and the reload line
+    lines = summary.report_lines()
+    assert "success" in lines[0] and any(" success   0.0 %" in ln and "a@ep1" in ln for ln in lines), lines
+    reload_line = next(ln for ln in rlg_log.lines if ln.startswith("Reloaded") and "b.pth" in ln)
+    assert "previous checkpoint: success 0.0 % of " in reload_line, reload_line
+    # /status, read over HTTP while it played
+    assert script.status_seen.is_set(), seen[-1:] if seen else "no /status answer"
+    last = next(
+        st
+        for st in reversed(seen)
+        if len(st["checkpoints"]) == 2 and st["checkpoints"][1]["success_episodes"]
+    )
+    assert last["checkpoints"][0]["success_rate"] == 0.0 and last["checkpoints"][0]["success_episodes"] >= 2
+    assert last["checkpoints"][1]["success_rate"] is not None and last["success_rate"] is not None
+    # nobody watched: nothing was rendered
+    assert last["clients"] == 0 and last["stream"]["frames_submitted"] == 0

@@ -5,6 +5,7 @@ Set RLG_SCREENSHOT=docs/stream_screenshot.png to refresh the README screenshot f
 
 import os
 import shutil
+import threading
 import time
 from typing import Any, Callable
 
@@ -93,7 +94,7 @@ def test_page_shows_moving_video_status_and_plot(browser):
         assert int(text("ck-epoch")) >= 20
         assert text("ck-age").endswith(" s")
         assert text("conn") == "live"
-        wait_for(lambda: float(text("fps")) > 0, what="a source fps (needs two polls while watched)")
+        wait_for(lambda: float(text("fps")) > 0, what="a delivered fps (needs two polls while watched)")
         assert browser.find_elements("css selector", "#events li"), "reload events listed"
 
         plot = browser.find_element("id", "plot")
@@ -101,6 +102,11 @@ def test_page_shows_moving_video_status_and_plot(browser):
         assert browser.find_elements("css selector", "#plot polyline")
         assert len(browser.find_elements("css selector", "#plot circle")) >= 2
         assert browser.find_elements("css selector", "#plot line.reload")
+        # Pendulum reports no success: no second series, no legend, no "success here" row (not zeros)
+        assert plot.get_attribute("data-success-points") == "0"
+        assert not browser.find_elements("css selector", "#plot .success")
+        assert not browser.find_element("id", "legend-success").is_displayed()
+        assert not browser.find_element("id", "ck-success").is_displayed()
 
         shot = os.environ.get("RLG_SCREENSHOT")
         if shot:  # a fuller plot for the README
@@ -116,3 +122,54 @@ def test_page_shows_moving_video_status_and_plot(browser):
         t.join(10)
         s.stop()
         d.env.close()
+
+
+def test_page_plots_success_as_a_second_series_for_blind_grasping(browser, tmp_path):
+    """A REAL BlindGrasping player (scripted grasp, see helpers.scripted_grasp) streamed to the page."""
+    pytest.importorskip("mujoco")
+    from helpers.procs import free_port
+    from helpers.scripted_grasp import ScriptedGrasp, save_checkpoint
+
+    from rlg_hotreload import build
+    from rlg_hotreload.readyfile import wait_ready_file
+
+    nn = tmp_path / "exp" / "nn"
+    nn.mkdir(parents=True)
+    ready = tmp_path / "stream.json"
+    cfg = build.load_config(
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(nn.parent),
+         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0.1,
+         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": 160, "height": 120,
+                    "fps": 10}},
+        preset="test",
+    )  # fmt: skip
+
+    def episodes_of_4_s(params):
+        params["config"]["env_config"]["episode_length_s"] = 4.0
+
+    player = build.make_player(cfg, edit=episodes_of_4_s)
+    script = ScriptedGrasp(player, nn / "b.pth", max_s=150.0)
+    player.callbacks.append(script)
+    save_checkpoint(player, str(nn / "a.pth"))
+    t = threading.Thread(target=lambda: (player.restore(str(nn.parent)), player.run()), daemon=True)
+    t.start()
+    try:
+        info = wait_ready_file(str(ready), 60, alive=t.is_alive)
+        assert info is not None
+        browser.get(info["url"])
+        plot = browser.find_element("id", "plot")
+        # checkpoint 0 (holds still): 0 %; checkpoint 1 (the grasp): its rate, on the right axis
+        wait_for(lambda: int(plot.get_attribute("data-success-points") or 0) >= 2, timeout=120,
+                 what="success points for 2 checkpoints")  # fmt: skip
+        assert browser.find_elements("css selector", "#plot polyline.success")
+        assert len(browser.find_elements("css selector", "#plot rect.success")) >= 2
+        assert browser.find_element("id", "legend-success").is_displayed()
+        wait_for(lambda: browser.find_element("id", "ck-success").text.endswith(" %"), what="success here")
+        first = browser.find_element("css selector", "#plot rect.success title").get_attribute("textContent")
+        assert first.startswith("a@ep1: 0 % success over "), first
+        script.status_seen.set()  # the page has shown it: the player may stop
+    finally:
+        script.status_seen.set()
+        player.request_stop()
+        t.join(30)
+    assert not t.is_alive()

@@ -19,9 +19,13 @@ class StopAt(PlayerCallback):
     def __init__(self, steps, at=None, action=None):
         self.steps, self.at, self.action = steps, at, action
         self.reloads = []
+        self.episodes = []
 
     def on_reload(self, player, info):
         self.reloads.append(info)
+
+    def on_episode_end(self, player, episode):
+        self.episodes.append(episode)
 
     def on_step(self, player, step):
         if step == self.at:
@@ -57,11 +61,16 @@ def test_register_selects_hot_reload_only_with_the_yaml_line(tmp_path):
 
 def test_games_num_plays_exactly_n_games_with_batched_envs(trained_run, tmp_path):
     work, files = trained_run
-    player = make_player(tmp_path, numEnvs=4, testGamesNum=6, checkpoint=str(files[0]))
+    seen = StopAt(10**9)
+    player = make_player(tmp_path, [seen], numEnvs=4, testGamesNum=6, checkpoint=str(files[0]))
     player.restore(str(files[0]))
     summary = player.run()
     assert summary.games == 6
     assert summary.per_checkpoint[0].games == 6
+    # Pendulum gives no success signal: None everywhere, and the summary shows none (not "0 %")
+    assert len(seen.episodes) == 6 and all(e.success is None for e in seen.episodes)
+    assert summary.success_rate is None and summary.per_checkpoint[0].success_rate is None
+    assert not any("success" in line for line in summary.report_lines())
 
 
 def test_unbounded_play_is_not_cut_at_27000_steps(trained_run, tmp_path):
@@ -102,6 +111,8 @@ def test_swap_between_steps_marks_episodes_in_progress_as_mixed(trained_run, tmp
     s, cb = _play_with_new_checkpoint_at_step_50(trained_run[1], tmp_path, numEnvs=2, swapAt="step")
     assert [r.epoch for r in cb.reloads][-1] == 99 and s.reloads == 1
     assert s.per_checkpoint[None].games == 2  # both first episodes spanned the swap
+    mixed = [e for e in cb.episodes if e.checkpoint is None]  # "mixed" is None in records, as in the summary
+    assert len(mixed) == 2 and all(e.checkpoint in (None, 1) for e in cb.episodes)
     assert s.per_checkpoint[0].games == 0
     assert s.per_checkpoint[1].games == 2
 

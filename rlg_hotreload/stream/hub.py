@@ -244,6 +244,14 @@ class FrameHub:
             self.sent += 1
         self.send_rate.tick()
 
+    def delivered_fps(self) -> float:
+        """New frames per second that each viewer actually receives (mean over viewers; 0 with none).
+
+        What a viewer sees, unlike ``source_fps`` (frames rendered) or the fps cap: a slow viewer that
+        skips frames lowers it. Keepalive repeats of an old frame are not counted."""
+        clients = self._clients
+        return self.send_rate.rate() / clients if clients > 0 else 0.0
+
     def stats(self) -> Dict[str, object]:
         latest = self._latest
         return {
@@ -251,6 +259,7 @@ class FrameHub:
             "source_fps": round(self.source_rate.rate(), 2),
             "encode_fps": round(self.encode_rate.rate(), 2),
             "send_fps": round(self.send_rate.rate(), 2),
+            "delivered_fps": round(self.delivered_fps(), 2),
             "frames_submitted": self.submitted,
             "frames_encoded": self.encoded,
             "frames_dropped": self.dropped,

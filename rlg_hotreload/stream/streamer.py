@@ -129,8 +129,10 @@ class FrameStreamer(PlayerCallback):
         self._snap_at = 0.0
         self._steps = 0
         self._next_frame_t = 0.0
-        # realtime: hold the player to wall-clock speed while someone watches (its own callback)
-        self.pacer: Optional[RealtimePacer] = RealtimePacer(when=lambda: self.wants_frames) if realtime else None
+        # realtime: hold the player to wall-clock speed, watched or not (its own callback). Unwatched too,
+        # because a monitor shares its machine with training: sprinting while nobody looks would take the
+        # CPU that training needs, for episodes no one sees (frames are still rendered only when watched).
+        self.pacer: Optional[RealtimePacer] = RealtimePacer() if realtime else None
 
     # -- server lifecycle --------------------------------------------------------------------
     def start(self) -> str:
@@ -239,7 +241,7 @@ class FrameStreamer(PlayerCallback):
         if self._snap_dirty and now - self._snap_at > 0.5:
             self._refresh_snapshot(player)
         if self.pacer is not None:
-            self.pacer.on_step(player, step)  # sleeps only while frames are wanted
+            self.pacer.on_step(player, step)  # sleeps whether or not frames are wanted
             now = time.monotonic()
         if not self.wants_frames:
             return
@@ -276,6 +278,8 @@ class FrameStreamer(PlayerCallback):
                     episodes=st.games if st else 0,
                     mean_reward=_finite(st.mean_reward) if st else None,
                     mean_length=_finite(st.mean_length) if st else None,
+                    success_rate=st.success_rate if st else None,  # None: the task reports no success
+                    success_episodes=st.success_games if st else 0,
                 )
                 cps.append(d)
             mixed = per.get(None)
@@ -284,6 +288,7 @@ class FrameStreamer(PlayerCallback):
                 checkpoints_loaded=len(summary.checkpoints),
                 games=summary.games,
                 mean_reward=_finite(summary.mean_reward),
+                success_rate=summary.success_rate,
                 mixed_episodes=mixed.games if mixed else 0,
             )
         snap["checkpoints"] = cps
@@ -308,4 +313,5 @@ class FrameStreamer(PlayerCallback):
         snap["stream"] = stream
         snap["clients"] = stream["clients"]
         snap["source_fps"] = stream["source_fps"]
+        snap["delivered_fps"] = stream["delivered_fps"]  # what the page shows: frames/s a viewer receives
         return snap

@@ -109,13 +109,8 @@ class GymDriver:
         if term or trunc:
             ck = self._ep_ckpt if self.current is not None and self._ep_ckpt == self.current.index else None
             ep = EpisodeRecord(env_index=0, reward=self._ep_reward, length=self._ep_len, checkpoint=ck)
-            self.summary.games += 1
-            self.summary.reward_sum += ep.reward
-            self.summary.length_sum += ep.length
-            st = self.summary.per_checkpoint.setdefault(ck, CheckpointStats())
-            st.games += 1
-            st.reward_sum += ep.reward
-            st.length_sum += ep.length
+            self.summary.add(ep)  # Pendulum reports no success: ep.success stays None, as the player's
+            self.summary.per_checkpoint.setdefault(ck, CheckpointStats()).add(ep)
             self.callbacks.on_episode_end(self, ep)
             self._obs, _ = self.env.reset()
             self._ep_reward, self._ep_len = 0.0, 0

@@ -30,12 +30,18 @@
     return e;
   }
 
-  // Mean reward per checkpoint (load order); dashed verticals mark every reload.
+  function pct(x) { return x === null || x === undefined ? "–" : (100 * x).toFixed(0) + " %"; }
+
+  // Mean reward per checkpoint (load order, left axis); success rate per checkpoint (right axis, %) only
+  // when the task reports success (success_rate is null otherwise); dashed verticals mark every reload.
   function drawPlot(cps) {
-    var svg = $("plot"), W = 320, H = 180, L = 42, R = 8, T = 10, B = 22;
+    var ok = cps.filter(function (c) { return c.success_rate !== null && c.success_rate !== undefined; });
+    var svg = $("plot"), W = 320, H = 180, L = 42, R = ok.length ? 34 : 8, T = 10, B = 22;
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     var pts = cps.filter(function (c) { return c.mean_reward !== null; });
     svg.setAttribute("data-points", String(pts.length));
+    svg.setAttribute("data-success-points", String(ok.length));
+    $("legend-success").hidden = !ok.length;
     svg.appendChild(el("line", { "class": "axis", x1: L, y1: H - B, x2: W - R, y2: H - B }));
     svg.appendChild(el("line", { "class": "axis", x1: L, y1: T, x2: L, y2: H - B }));
     if (!cps.length) return;
@@ -46,6 +52,7 @@
     });
     svg.appendChild(el("text", { x: L, y: H - 6 }, "ep " + fmt(cps[0].epoch, 0)));
     svg.appendChild(el("text", { x: W - R, y: H - 6, "text-anchor": "end" }, "ep " + fmt(cps[n - 1].epoch, 0)));
+    if (ok.length) drawSuccess(svg, ok, x, W - R, T, H - B);
     if (!pts.length) return;
     var ys = pts.map(function (c) { return c.mean_reward; });
     var lo = Math.min.apply(null, ys), hi = Math.max.apply(null, ys);
@@ -62,12 +69,29 @@
     });
   }
 
+  // The second series: success rate on a fixed 0-100 % right axis (so 0 % and 100 % mean the same everywhere).
+  function drawSuccess(svg, ok, x, xr, top, bottom) {
+    var y = function (v) { return bottom - v * (bottom - top); };
+    svg.appendChild(el("line", { "class": "axis", x1: xr, y1: top, x2: xr, y2: bottom }));
+    svg.appendChild(el("text", { "class": "success", x: xr + 3, y: top + 8 }, "100%"));
+    svg.appendChild(el("text", { "class": "success", x: xr + 3, y: bottom }, "0%"));
+    svg.appendChild(el("polyline", { "class": "line success", points: ok.map(function (c) {
+      return x(c.index).toFixed(1) + "," + y(c.success_rate).toFixed(1); }).join(" ") }));
+    ok.forEach(function (c) {
+      var dot = el("rect", { "class": "success", x: x(c.index) - 2.5, y: y(c.success_rate) - 2.5, width: 5, height: 5 });
+      dot.appendChild(el("title", {}, c.label + ": " + pct(c.success_rate) + " success over " +
+        c.success_episodes + " episode(s)"));
+      svg.appendChild(dot);
+    });
+  }
+
   function drawEvents(cps) {
     var ol = $("events"), recent = cps.slice(-20).reverse();
     var html = recent.map(function (c) {
       var t = new Date(c.loaded_at * 1000).toLocaleTimeString();
       return "<li>#" + c.index + " " + t + " — " + c.label.replace(/[<&>]/g, "") + " · " + c.episodes +
-        " ep · " + fmt(c.mean_reward, 1) + "</li>";
+        " ep · " + fmt(c.mean_reward, 1) +
+        (c.success_rate === null || c.success_rate === undefined ? "" : " · " + pct(c.success_rate)) + "</li>";
     }).join("");
     if (ol.innerHTML !== html) ol.innerHTML = html;
   }
@@ -86,7 +110,10 @@
     set("reloads", fmt(s.reloads, 0));
     set("ck-games", here ? String(here.episodes) : "–");
     set("ck-mean", here ? fmt(here.mean_reward) : "–");
-    set("fps", fmt(s.source_fps, 1));
+    set("ck-success", here ? pct(here.success_rate) : "–");
+    var known = here && here.success_rate !== null && here.success_rate !== undefined;
+    $("ck-success").hidden = $("ck-success-dt").hidden = !known;  // no success signal: no row, not "0 %"
+    set("fps", fmt(s.delivered_fps, 1));
     set("clients", String(s.clients));
     set("seq", String(s.stream ? s.stream.seq : "–"));
     $("nofeed").hidden = !!(s.stream && s.stream.seq > 0);

@@ -1,0 +1,56 @@
+"""A scripted "policy" for real BlindGrasping players: proves success is reported end to end.
+
+Why a script and not a trained checkpoint: training one takes minutes; the shipped open-loop grasp
+(``isaacgym_tasks.scripted``) lifts the box in most randomised episodes, and holding still never does,
+so the expected success rates per checkpoint are known. Only ``get_action`` is replaced: the env, the
+player's loop, the watcher, the swap and every callback are the real ones.
+"""
+
+import threading
+import time
+
+import torch
+
+from isaacgym_tasks.scripted import grasp_action
+from rlg_hotreload import PlayerCallback
+
+
+def save_checkpoint(player, path, epoch=1):
+    """A real rl-games checkpoint of ``player``'s network (written in place, as rl-games does)."""
+    torch.save({"model": player.model.state_dict(), "epoch": epoch, "frame": 0, "optimizer": {},
+                "last_mean_rewards": 0.0, "env_state": None}, path)  # fmt: skip
+
+
+class ScriptedGrasp(PlayerCallback):
+    """The policy of this test, by checkpoint: checkpoint 0 holds still (every episode times out, a
+    failure), checkpoint 1 plays the shipped open-loop grasp (``isaacgym_tasks.scripted``, which lifts
+    the box in most randomised episodes). Once checkpoint 0 has finished 2 episodes, checkpoint 1 lands
+    as a new file; the player stops after 3 episodes of checkpoint 1 once ``status_seen`` is set (by
+    whoever watches: a /status poller, a browser), or after ``max_s`` seconds (a bounded wait)."""
+
+    def __init__(self, player, next_file, max_s: float = 120.0) -> None:
+        self.player, self.next_file = player, next_file
+        self.k = 0  # step of the current episode (one env)
+        self.episodes = []
+        self.status_seen = threading.Event()  # set by the /status poller
+        self.deadline = time.monotonic() + max_s
+        player.get_action = self.get_action  # the network is replaced by the script, nothing else
+
+    def get_action(self, obs, is_deterministic=False):
+        k, self.k = self.k, self.k + 1
+        if self.player.current.index == 0:
+            return torch.zeros(1, 9)
+        return grasp_action(k, 1)
+
+    def on_episode_end(self, player, episode):
+        self.k = 0
+        self.episodes.append(episode)
+        if sum(e.checkpoint == 0 for e in self.episodes) == 2 and not self.next_file.exists():
+            save_checkpoint(player, str(self.next_file), epoch=2)
+
+    def on_step(self, player, step):
+        later = player.summary.per_checkpoint.get(1)
+        if (
+            later is not None and later.games >= 3 and self.status_seen.is_set()
+        ) or time.monotonic() > self.deadline:
+            player.request_stop()
