@@ -201,7 +201,11 @@ def train(cfg: Dict[str, Any]) -> int:
         _link_latest(train_dir, name)
     where = "" if ranks is None else " (rank %d of %d, %s)" % (ranks.rank, ranks.world_size, ranks.device)
     log.info("Training %s -> %s%s", cfg["task"], os.path.join(train_dir, name, "nn"), where)
-    make_runner(params).run({"train": True, "play": False, "checkpoint": cfg["train"]["checkpoint"] or None})
+    try:
+        make_runner(params).run({"train": True, "play": False, "checkpoint": cfg["train"]["checkpoint"] or None})
+    finally:
+        if ranks is not None:
+            distributed.finish()
     return 0
 
 

@@ -97,3 +97,11 @@ def apply_ranks(cfg: Dict[str, Any], ranks: Ranks) -> None:
     cfg["rl_device"] = cfg["sim_device"] = ranks.device
     if not ranks.is_main:
         cfg["train"]["trainDir"] = os.path.join(cfg["train"]["trainDir"], ".rank%d" % ranks.rank)
+
+
+def finish() -> None:
+    """Leave the process group rl-games started (NCCL warns about leaked resources otherwise)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
