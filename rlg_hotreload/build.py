@@ -139,7 +139,8 @@ def make_player(
         cfg = copy.deepcopy(cfg)
         cfg["train"]["test"] = True
     ours = make_callbacks(cfg)
-    streamers = _reserve_ports(ours)  # a bad streamHost or a full port range fails before torch or a simulator
+    # bind now: a bad streamHost or a full port range fails before torch or a simulator starts
+    streamers = _reserve_ports(ours)
     try:
         params = make_params(cfg, edit)
         return make_runner(params, ours + list(callbacks)).create_player()

@@ -63,7 +63,7 @@ def resolve_cfg_path(path: str) -> str:
     if os.path.isfile(path) or os.path.isabs(path):
         return path
     rel = os.path.normpath(path)
-    rel = rel[len("cfg" + os.sep):] if rel.startswith("cfg" + os.sep) else rel
+    rel = rel[len("cfg" + os.sep) :] if rel.startswith("cfg" + os.sep) else rel
     return find_cfg_file(rel) or path
 
 
@@ -130,7 +130,9 @@ def canonical_key(key: str) -> str:
     found = schema.lookup(key)
     if found is None:
         known = sorted(set(schema.BY_NAME) | set(schema.ALIASES))
-        raise ConfigError("unknown key '%s'%s (see the config reference in README.md)" % (key, suggest(key, known)))
+        raise ConfigError(
+            "unknown key '%s'%s (see the config reference in README.md)" % (key, suggest(key, known))
+        )
     return found.name
 
 
@@ -144,7 +146,9 @@ def check_value(key: str, value: Any) -> Any:
         raise ConfigError("%s=%s: %s%s" % (key, schema.show(value), e, hint)) from e
 
 
-def _validated(pairs: Sequence[Tuple[str, Any]], where: str = "", lines: Optional[Dict[str, int]] = None) -> Any:
+def _validated(
+    pairs: Sequence[Tuple[str, Any]], where: str = "", lines: Optional[Dict[str, int]] = None
+) -> Any:
     """One OmegaConf layer from (key, value) pairs, each key canonicalised and its value checked."""
     layer = OmegaConf.create({})
     for key, value in pairs:
@@ -218,7 +222,9 @@ def load(
     if preset_name is not None:
         path = _preset_path(preset_name)
         if cfg_path is not None and os.path.realpath(cfg_path) != os.path.realpath(path):
-            raise ConfigError("config=%s: conflicts with --cfg %s; give one of them" % (preset_name, cfg_path))
+            raise ConfigError(
+                "config=%s: conflicts with --cfg %s; give one of them" % (preset_name, cfg_path)
+            )
         cfg_path = path
     if cfg_path is not None:
         data, lines = read_yaml_lines(cfg_path, "--cfg")

@@ -50,8 +50,10 @@ def register_task(task: str) -> None:
 
         try:
             continuous = envs.has_box_actions(task)
-        except (ImportError, gymnasium.error.Error) as e:  # e.g. Box2D missing: its message says what to install
-            raise ConfigError("task=%s: cannot be built here: %s" % (task, str(e).strip().splitlines()[0])) from e
+        except (ImportError, gymnasium.error.Error) as e:  # e.g. no Box2D: the message says what to install
+            raise ConfigError(
+                "task=%s: cannot be built here: %s" % (task, str(e).strip().splitlines()[0])
+            ) from e
         if not continuous:
             raise ConfigError(
                 "task=%s: has discrete actions; allowed: tasks with continuous (Box) actions" % task
@@ -64,7 +66,8 @@ def register_task(task: str) -> None:
     entry = env_configurations.configurations.get(task)
     why = "unknown task"
     if entry is not None:
-        why = "rl-games registers it on its %s vecenv, which this plugin does not run" % entry.get("vecenv_type")
+        kind = entry.get("vecenv_type")
+        why = "rl-games registers it on its %s vecenv, which this plugin does not run" % kind
     known = runnable_tasks()
     raise ConfigError(
         "task=%s: %s; allowed: %s, or any gymnasium id with continuous actions (e.g. Pendulum-v1)%s"
@@ -73,7 +76,7 @@ def register_task(task: str) -> None:
 
 
 def suggest_task(task: str, registered: Sequence[str]) -> str:
-    """"did you mean" among tasks that can run here: ``registered`` ones and continuous gymnasium ids."""
+    """A "did you mean" among tasks that can run here: ``registered`` ones and continuous gymnasium ids."""
     import gymnasium
 
     for name in difflib.get_close_matches(task, list(registered) + list(gymnasium.registry), n=5, cutoff=0.6):
@@ -133,7 +136,9 @@ def check_checkpoint(spec: str, test: bool) -> None:
         if not os.path.exists(spec):
             parent = os.path.dirname(spec) or "."
             what = "no such file in %s" % parent if os.path.isdir(parent) else "no such file or folder"
-            raise ConfigError("train.checkpoint=%s: %s (give an existing .pth, a run folder, or latest)" % (spec, what))
+            raise ConfigError(
+                "train.checkpoint=%s: %s (give an existing .pth, a run folder, or latest)" % (spec, what)
+            )
     elif not os.path.isfile(spec):
         raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
 

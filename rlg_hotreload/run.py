@@ -49,12 +49,18 @@ def typed_prog(argv0: str) -> str:
 def epilog(prog: str) -> str:
     presets = ["  %-15s %s" % (name, what) for name, what in cfglib.presets().items()]
     return "\n".join(
-        ["presets (config=NAME, or --cfg FILE; ./cfg/NAME.yaml overrides the shipped one):", *presets, "",
-         "keys (key=value; train.* keys also without their prefix; aliases after |):", *schema.help_lines(),
-         "", "examples:",
-         "  %s config=train_headless task=Pendulum-v1" % prog,
-         "  %s config=test_stream checkpoint=latest streamBindAll=true" % prog,
-         "  %s config=train_headless sim=mjwarp rl_device=cuda:0" % prog]  # fmt: skip
+        [
+            "presets (config=NAME, or --cfg FILE; ./cfg/NAME.yaml overrides the shipped one):",
+            *presets,
+            "",
+            "keys (key=value; train.* keys also without their prefix; aliases after |):",
+            *schema.help_lines(),
+            "",
+            "examples:",
+            "  %s config=train_headless task=Pendulum-v1" % prog,
+            "  %s config=test_stream checkpoint=latest streamBindAll=true" % prog,
+            "  %s config=train_headless sim=mjwarp rl_device=cuda:0" % prog,
+        ]
     )
 
 
@@ -65,9 +71,13 @@ def parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
         epilog=epilog(prog),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--cfg", metavar="FILE", help="a preset YAML (a path, or cfg/NAME.yaml of the shipped presets)")
+    p.add_argument(
+        "--cfg", metavar="FILE", help="a preset YAML (a path, or cfg/NAME.yaml of the shipped presets)"
+    )
     p.add_argument("--version", action="version", version="%(prog)s (rlg-hotreload) " + __version__)
-    p.add_argument("overrides", nargs="*", metavar="key=value", help="config=NAME picks a preset; see keys below")
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config=NAME picks a preset; see keys below"
+    )
     return p
 
 

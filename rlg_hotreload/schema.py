@@ -164,7 +164,9 @@ def coerce(key: Key, value: Any) -> Any:
         value = key.type(value)
         if (key.min is not None and value < key.min) or (key.max is not None and value > key.max):
             both = key.min is not None and key.max is not None
-            raise InvalidValue(("allowed range is %s" if both else "must be %s") % key.allowed(with_null=False))
+            raise InvalidValue(
+                ("allowed range is %s" if both else "must be %s") % key.allowed(with_null=False)
+            )
     else:
         if isinstance(value, (list, dict)):
             raise InvalidValue("must be text, not a list or mapping")
@@ -204,13 +206,17 @@ def help_lines(width: int = 100) -> List[str]:
         if k.choices or k.type is not str:
             head += "   [%s]" % k.allowed()
         out.append(head)
-        out.extend(textwrap.wrap(k.help.replace("`", ""), width, initial_indent=" " * 6, subsequent_indent=" " * 6))
+        out.extend(
+            textwrap.wrap(k.help.replace("`", ""), width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        )
     return out
 
 
 def yaml_template() -> str:
     """Every key with its default and meaning, as a preset file."""
-    lines = ["# Every key with its default (python -m rlg_hotreload.schema --yaml); keep only what you change."]
+    lines = [
+        "# Every key with its default (python -m rlg_hotreload.schema --yaml); keep only what you change."
+    ]
     section = ""
     for k in KEYS:
         parent, _, leaf = k.name.rpartition(".")
