@@ -24,13 +24,16 @@ RLGAMES_VECENVS = ("RAY", "BRAX", "ENVPOOL", "CULE", "MANISKILL", "ISAAC")
 
 
 def runnable_tasks() -> List[str]:
-    """Registered tasks this machine can run: not on one of rl-games' own vecenvs (BlindGrasping, an
-    IsaacGymEnvs ``rlgpu`` task, gymnasium ids registered on our in-process vecenv)."""
+    """Registered tasks this machine can run, gymnasium ids aside (any continuous one runs): those not on
+    one of rl-games' own vecenvs (BlindGrasping, an IsaacGymEnvs ``rlgpu`` task, your own)."""
     from rl_games.common import env_configurations, vecenv
+
+    from rlg_hotreload import envs
 
     return sorted(
         name for name, entry in env_configurations.configurations.items()
         if entry.get("vecenv_type") in vecenv.vecenv_config and entry.get("vecenv_type") not in RLGAMES_VECENVS
+        and not envs.is_gym_id(name)
     )  # fmt: skip
 
 

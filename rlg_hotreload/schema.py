@@ -30,10 +30,13 @@ class Key:
     min: Optional[float] = None  # inclusive bounds for numbers
     max: Optional[float] = None
     nullable: bool = False
+    allowed_text: str = ""  # for text keys checked elsewhere (devices, paths): what they may be
 
     def allowed(self, with_null: bool = True) -> str:
         """What a value may be, in plain words (``auto, game, step``; ``1 to 65535``; ``>= 0``)."""
-        if self.choices:
+        if self.allowed_text:
+            out = self.allowed_text
+        elif self.choices:
             out = ", ".join(self.choices)
         elif self.type is bool:
             out = "true, false"
@@ -57,17 +60,17 @@ def _num(x: float) -> str:
 KEYS: Tuple[Key, ...] = (
     Key("task", str, "BlindGrasping",
         "`BlindGrasping`, another task registered with rl-games on a vecenv this machine can run, or any "
-        "continuous-action gymnasium id (`Pendulum-v1`)"),
+        "continuous-action gymnasium id (`Pendulum-v1`)", allowed_text="a task name"),
     Key("sim", str, "auto",
         "BlindGrasping backend: `mujoco` (CPU), `mjwarp` (MuJoCo Warp, GPU), `isaacgym`; `auto` = isaacgym if "
         "installed, else mjwarp when `sim_device` is a GPU and MuJoCo Warp is installed, else mujoco",
         choices=("auto", "mujoco", "mjwarp", "isaacgym")),
     Key("rl_device", str, "auto",
         "the policy's torch device (`cpu`, `cuda`, `cuda:N`); `auto` = `cuda:0` when torch sees a GPU, else "
-        "`cpu`. Envs hand rl-games observations, rewards and dones on this device"),
+        "`cpu`. Envs hand rl-games observations, rewards and dones on this device", allowed_text="auto, cpu, cuda, cuda:N"),
     Key("sim_device", str, "auto",
         "where the simulator steps (`cpu`, `cuda:N`; `auto` as above); MuJoCo always steps on the CPU, "
-        "`sim=mjwarp sim_device=cpu` runs warp's CPU device (slow; tests)"),
+        "`sim=mjwarp sim_device=cpu` runs warp's CPU device (slow; tests)", allowed_text="auto, cpu, cuda, cuda:N"),
     Key("graphics_device_id", int, 0, "Isaac Gym's rendering GPU; `-1` = none", min=-1, max=63),
     Key("numEnvs", int, None,
         "envs; null = the train config's `num_actors` (training: 64 on CPU, 4096 with `mjwarp`) / 1 (testing)",
@@ -77,7 +80,7 @@ KEYS: Tuple[Key, ...] = (
     Key("train.test", bool, False, "`true` = play with HotReloadPlayer, `false` = train", aliases=("test",)),
     Key("train.checkpoint", str, "",
         "test: a `.pth` file, an experiment folder (its newest `nn/*.pth`) or `latest`; train: resume from a `.pth`",
-        aliases=("checkpoint",)),
+        aliases=("checkpoint",), allowed_text="a path, latest, or empty"),
     Key("train.reloadInterval", float, 30.0, "seconds between checks for a newer checkpoint; `0` = load once",
         aliases=("reloadInterval",), min=0),
     Key("train.testGamesNum", int, 0, "games to play; `0` = until Ctrl+C", aliases=("testGamesNum",), min=0),
@@ -90,9 +93,10 @@ KEYS: Tuple[Key, ...] = (
         choices=("always", "first", "never")),
     Key("train.config", str, None,
         "rl-games YAML; null = `cfg/train/<task>PPO_<sim>.yaml` if present (`BlindGraspingPPO_mjwarp.yaml`: 4096 "
-        "envs), else `cfg/train/<task>PPO.yaml`, else `cfg/train/GymPPO.yaml` for gymnasium ids", nullable=True),
+        "envs), else `cfg/train/<task>PPO.yaml`, else `cfg/train/GymPPO.yaml` for gymnasium ids", nullable=True,
+        allowed_text="a YAML path"),
     Key("train.trainDir", str, "runs", "where runs are written and where `checkpoint=latest` looks",
-        aliases=("trainDir",)),
+        aliases=("trainDir",), allowed_text="a folder"),
     Key("train.maxEpochs", int, None, "override the train config's `max_epochs`", aliases=("maxEpochs",),
         min=1, nullable=True),
     Key("train.maxCheckpointMB", int, 2048,
@@ -100,13 +104,14 @@ KEYS: Tuple[Key, ...] = (
         aliases=("maxCheckpointMB",), min=1, max=1 << 20),
     Key("train.printStats", bool, True, "print one line per finished game"),
     Key("stream.enabled", bool, False, "serve the browser view"),
-    Key("stream.host", str, "127.0.0.1", "interface to bind", aliases=("streamHost",)),
+    Key("stream.host", str, "127.0.0.1", "interface to bind", aliases=("streamHost",),
+        allowed_text="a host name or address"),
     Key("stream.port", int, 58080, "first port tried (then the next 9)", aliases=("streamPort",), min=1, max=65535),
     Key("stream.bindAll", bool, False, "bind `0.0.0.0` (all interfaces)", aliases=("streamBindAll",)),
     Key("stream.fps", float, 30.0, "frame cap", aliases=("streamFps",), min=0.1, max=1000),
     Key("stream.quality", int, 80, "JPEG quality", aliases=("streamQuality",), min=1, max=100),
     Key("stream.token", str, None, "require `?token=...` on every route (and answer any Host name)",
-        aliases=("streamToken",), nullable=True),
+        aliases=("streamToken",), nullable=True, allowed_text="text"),
     Key("stream.width", int, 640, "frame width (frames are scaled down to fit, never stretched)", min=16, max=8192),
     Key("stream.height", int, 480, "frame height", min=16, max=8192),
     Key("stream.realtime", bool, False,
@@ -114,9 +119,9 @@ KEYS: Tuple[Key, ...] = (
         aliases=("streamRealtime",)),
     Key("stream.readyFile", str, None,
         "once serving, write `{\"url\", \"port\", \"pid\"}` as JSON to this path (for scripts)",
-        aliases=("streamReadyFile",), nullable=True),
+        aliases=("streamReadyFile",), nullable=True, allowed_text="a file path"),
     Key("record.enabled", bool, False, "write an mp4 of the first episode(s) after each reload"),
-    Key("record.dir", str, "videos", "where mp4 files go"),
+    Key("record.dir", str, "videos", "where mp4 files go", allowed_text="a folder"),
     Key("record.episodes", int, 1, "episodes recorded per reload", min=1, max=1 << 20),
     Key("record.fps", float, 30.0, "mp4 frame rate", min=0.1, max=1000),
 )  # fmt: skip
@@ -202,10 +207,8 @@ def help_lines(width: int = 100) -> List[str]:
 
     out = []
     for k in KEYS:
-        head = "  %s%s = %s" % (k.name, "".join(" | " + a for a in k.aliases), show(k.default))
-        if k.choices or k.type is not str:
-            head += "   [%s]" % k.allowed()
-        out.append(head)
+        aliases = "".join(" | " + a for a in k.aliases)
+        out.append("  %s%s = %s   [%s]" % (k.name, aliases, show(k.default), k.allowed()))
         out.extend(
             textwrap.wrap(k.help.replace("`", ""), width, initial_indent=" " * 6, subsequent_indent=" " * 6)
         )
