@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.procs import REPO, cli_env, free_port, run_cli
+from helpers.procs import REPO, cli_env, free_port, main_in_process, run_cli
 
 from rlg_hotreload import build, config, run, schema
 
@@ -39,7 +39,10 @@ BAD = [
         ["config=test", "task=Pendulum-v1", "checkpoint=./missing.pth"],
         r"train.checkpoint=./missing.pth: no such file in \.",
     ),
-    (["config=test", "task=NoSuchTask-v9"], r"task=NoSuchTask-v9: unknown task; allowed: BlindGrasping, or any"),
+    (
+        ["config=test", "task=NoSuchTask-v9"],
+        r"task=NoSuchTask-v9: unknown task; allowed: BlindGrasping, or any",
+    ),
     (["config=test", "task=CartPole-v1"], r"task=CartPole-v1: has discrete actions"),
     (
         ["config=train_headless", "task=Pendulum-v1", "train.config=nope.yaml"],
@@ -53,15 +56,6 @@ BAD = [
     (["maxCheckpointMB=0"], r"train.maxCheckpointMB=0: allowed range is 1 to 1048576$"),
     (["checkpoint"], r"'checkpoint': overrides are key=value"),
 ]
-
-
-def main_in_process(args, cwd, monkeypatch, capsys):
-    """``run.main(args)`` run from ``cwd`` without a display: (exit code, stderr lines)."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code = run.main(args)
-    return code, capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) for a, _ in BAD])
@@ -91,7 +85,10 @@ def test_yaml_errors_name_the_file_and_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "value.yaml").write_text("numEnvs: 1\nstream:\n  port: 0\n")
     for name, message in [
         ("broken.yaml", r"^error: --cfg: broken\.yaml:3: not valid YAML: "),
-        ("typo.yaml", r"^error: typo\.yaml:4: unknown key 'train\.chekpoint'; did you mean 'train\.checkpoint'\?"),
+        (
+            "typo.yaml",
+            r"^error: typo\.yaml:4: unknown key 'train\.chekpoint'; did you mean 'train\.checkpoint'\?",
+        ),
         ("value.yaml", r"^error: value\.yaml:3: stream\.port=0: allowed range is 1 to 65535$"),
     ]:
         code, lines = main_in_process(["--cfg", name], tmp_path, monkeypatch, capsys)
@@ -151,7 +148,9 @@ def test_readme_config_table_is_the_generated_one():
     with open(os.path.join(REPO, "README.md")) as f:
         table = schema.readme_table(f.read())
     assert table is not None, "README.md lost the config-table markers"
-    assert table == schema.markdown_table(), "README is stale: python -m rlg_hotreload.schema --update README.md"
+    assert table == schema.markdown_table(), (
+        "README is stale: python -m rlg_hotreload.schema --update README.md"
+    )
 
 
 def test_help_lists_every_key_with_default_and_meaning_and_the_presets(capsys):
@@ -161,7 +160,9 @@ def test_help_lists_every_key_with_default_and_meaning_and_the_presets(capsys):
     text = capsys.readouterr().out
     flat = " ".join(text.split())  # meanings are wrapped
     for key in schema.KEYS:
-        assert re.search(r"^  %s\b.* = %s   \[" % (re.escape(key.name), re.escape(schema.show(key.default))), text, re.M)
+        assert re.search(
+            r"^  %s\b.* = %s   \[" % (re.escape(key.name), re.escape(schema.show(key.default))), text, re.M
+        )
         assert " ".join(key.help.replace("`", "").split()) in flat, key.name
         for alias in key.aliases:
             assert "| %s =" % alias in text or "| %s |" % alias in text, alias
@@ -227,10 +228,14 @@ def test_cli_process_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path):
     """192.0.2.1 (TEST-NET-1) is never a local address: binding to it fails at once."""
-    r = run_cli(["config=test_stream", "checkpoint=latest", "streamHost=192.0.2.1"], str(tmp_path), timeout=120)
+    r = run_cli(
+        ["config=test_stream", "checkpoint=latest", "streamHost=192.0.2.1"], str(tmp_path), timeout=120
+    )
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: streamHost='192.0.2.1': cannot listen on port"), lines
+    assert len(lines) == 1 and lines[0].startswith("error: streamHost='192.0.2.1': cannot listen on port"), (
+        lines
+    )
     assert "Creating vecenv" not in r.stdout and "MuJoCo" not in r.stdout, r.stdout
     assert os.listdir(tmp_path) == []
 
@@ -240,7 +245,10 @@ def test_version_and_the_console_script_usage(tmp_path):
 
     r = subprocess.run([sys.executable, "-m", "rlg_hotreload.run", "--version"], cwd=str(tmp_path), env=cli_env(),
                        capture_output=True, text=True, timeout=60)  # fmt: skip
-    assert r.returncode == 0 and r.stdout.strip() == "python -m rlg_hotreload.run (rlg-hotreload) %s" % __version__
+    assert (
+        r.returncode == 0
+        and r.stdout.strip() == "python -m rlg_hotreload.run (rlg-hotreload) %s" % __version__
+    )
     script = shutil.which("rlg-hotreload")
     if script is not None:  # installed (pip install -e .): its usage line names it as typed
         r = subprocess.run([script, "--help"], cwd=str(tmp_path), env=cli_env(), capture_output=True, text=True,
