@@ -198,6 +198,8 @@ def parse_overrides(args: Sequence[str]) -> Tuple[Optional[str], List[Tuple[str,
 
 def _preset_path(name: str) -> str:
     path = find_cfg_file(name if name.endswith(".yaml") else name + ".yaml")
+    if path is None and name.endswith(".yaml") and os.path.isfile(resolve_cfg_path(name)):
+        path = resolve_cfg_path(name)  # config=cfg/test.yaml or config=my/preset.yaml
     if path is None:
         names = list(presets())
         raise ConfigError(
