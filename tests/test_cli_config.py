@@ -135,6 +135,12 @@ def test_defaults_come_from_the_schema_and_presets_only_override():
             assert schema.lookup(key) is not None, (name, key)
 
 
+def test_the_generated_yaml_template_is_a_preset_of_all_defaults(tmp_path, capsys):
+    assert schema.main(["--yaml"]) == 0
+    (tmp_path / "all.yaml").write_text(capsys.readouterr().out)
+    assert config.load(str(tmp_path / "all.yaml"), []) == schema.defaults()
+
+
 def test_text_keys_keep_the_value_as_typed():
     """`streamToken=0777` is the token "0777" (YAML would make it the number 511); null still unsets."""
     cfg = config.load(None, ["streamToken=0777", "checkpoint=0x10", "task=1e3"])
