@@ -174,6 +174,7 @@ rlg_torch() {
 rlg_project() {
   local dev="$1" check="$2" extras="stream,mujoco" hash stamp="$RLG_VENV/$RLG_STAMP_NAME" old="" want here
   [ "$dev" = 1 ] && extras="stream,mujoco,gpu,dev"
+  extras="$(rlg_union "" "$extras")"  # sorted, as the stamp keeps them
   hash="$(cat "$RLG_ROOT/setup.cfg" "$RLG_ROOT/setup.py" "$RLG_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && old="$(cat "$stamp")"
   here="$(cd / && "$RLG_VENV/bin/python" -c 'import os, rlg_hotreload as r; print(os.path.dirname(os.path.dirname(os.path.abspath(r.__file__))))' 2>/dev/null)"
