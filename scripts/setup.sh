@@ -54,12 +54,12 @@ rlg_apt_install() {
     fi
   fi
   if [ -z "${RLG_APT_UPDATED:-}" ]; then
-    rlg_say "running: $sudo apt-get update"
+    rlg_say "running: ${sudo:+sudo }apt-get update"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
       || rlg_say "apt-get update failed; trying with the current package lists"
     RLG_APT_UPDATED=1
   fi
-  rlg_say "running: $sudo apt-get install $*"
+  rlg_say "running: ${sudo:+sudo }apt-get install $*"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
