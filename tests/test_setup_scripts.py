@@ -86,4 +86,6 @@ def test_system_packages_installed_as_root_or_with_sudo_else_named(tmp_path, uid
     else:
         assert calls[-1] == "apt-get install -y -qq --no-install-recommends %s" % wanted, calls
         assert calls[0] == ("sudo env" if runs == "sudo" else "apt-get update -qq"), calls
-        assert "[setup] running: %sapt-get install %s" % ("sudo " if runs == "sudo" else "", wanted) in r.stdout
+        assert (
+            "[setup] running: %sapt-get install %s" % ("sudo " if runs == "sudo" else "", wanted) in r.stdout
+        )
