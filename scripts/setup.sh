@@ -21,9 +21,10 @@ RLG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RLG_VENV="${RLG_VENV:-$RLG_ROOT/.venv}"
 RLG_PYTHON="${RLG_PYTHON:-python3}"
 RLG_TORCH="${RLG_TORCH:-torch==2.13.0}"
-# headless MuJoCo rendering (EGL); the test suite also drives chromium under a virtual display
+# headless MuJoCo rendering (EGL); the tests also open the viewer on a virtual display and drive chromium
 RLG_APT_BASE="libegl1 libgl1 libegl-mesa0 libglx-mesa0 libgl1-mesa-dri"
-RLG_APT_DEV="xvfb chromium chromium-driver"
+RLG_APT_DEV="xvfb"
+RLG_APT_BROWSER="chromium chromium-driver"  # Debian's names (Ubuntu ships chromium as a snap)
 RLG_STAMP_NAME=".rlg-setup-stamp"
 
 rlg_say() { printf '[setup] %s\n' "$*"; }
@@ -66,7 +67,7 @@ rlg_apt_install() {
 # Step 1: system packages (and Python itself, with venv support, when the virtualenv is still to be made).
 rlg_system_packages() {
   local dev="$1" check="$2" want="$RLG_APT_BASE" missing py_ver
-  [ "$dev" = 1 ] && want="$want $RLG_APT_DEV"
+  [ "$dev" = 1 ] && want="$want $RLG_APT_DEV $RLG_APT_BROWSER"
   if [ ! -x "$RLG_VENV/bin/python" ]; then
     if ! command -v "$RLG_PYTHON" >/dev/null 2>&1; then
       [ "$RLG_PYTHON" = python3 ] || { rlg_say "RLG_PYTHON=$RLG_PYTHON: not found"; return 2; }
@@ -97,7 +98,7 @@ rlg_system_packages() {
   # the browser is for the page test only (skipped without it): its failure must not stop the setup
   local browser="" core="" p
   for p in $missing; do
-    case " $RLG_APT_DEV " in *" $p "*) browser="$browser $p" ;; *) core="$core $p" ;; esac
+    case " $RLG_APT_BROWSER " in *" $p "*) browser="$browser $p" ;; *) core="$core $p" ;; esac
   done
   # shellcheck disable=SC2086
   if [ -n "$core" ] && ! rlg_apt_install $core; then
@@ -106,7 +107,7 @@ rlg_system_packages() {
   fi
   # shellcheck disable=SC2086
   if [ -n "$browser" ] && ! rlg_apt_install $browser; then
-    rlg_say "continuing without them: the browser tests will be skipped"
+    rlg_say "continuing without them: the browser test will be skipped"
   fi
   return 0
 }
