@@ -7,5 +7,6 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 rlg_setup || exit $?
 cd "$RLG_ROOT" || exit 1
+export VIRTUAL_ENV="$RLG_VENV" PATH="$RLG_VENV/bin:$PATH"  # as `source .venv/bin/activate`: its tools first
 echo "[demo] running: $RLG_VENV/bin/python -m rlg_hotreload.demo $*"
 exec "$RLG_VENV/bin/python" -m rlg_hotreload.demo "$@"

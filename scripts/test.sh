@@ -8,6 +8,7 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 rlg_setup --dev || exit $?
 cd "$RLG_ROOT" || exit 1
+export VIRTUAL_ENV="$RLG_VENV" PATH="$RLG_VENV/bin:$PATH"  # as `source .venv/bin/activate`: its tools first
 export MUJOCO_GL="${MUJOCO_GL:-egl}"  # headless rendering
 echo "[test] running: $RLG_VENV/bin/python -m pytest $*"
 exec "$RLG_VENV/bin/python" -m pytest "$@"
