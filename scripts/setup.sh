@@ -129,6 +129,18 @@ rlg_venv() {
     rlg_say "$RLG_VENV exists but is not a virtualenv: move it away or set RLG_VENV"
     return 2
   fi
+  if ! command -v "$RLG_PYTHON" >/dev/null 2>&1; then
+    if [ "$check" = 1 ]; then
+      rlg_say "would create virtualenv $RLG_VENV from $RLG_PYTHON, once installed"
+      return 1
+    fi
+    rlg_say "$RLG_PYTHON: not found; install Python >= 3.8 with venv support (Debian: apt-get install python3 python3-venv)"
+    return 2
+  fi
+  if ! "$RLG_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 8))'; then
+    rlg_say "$RLG_PYTHON is $("$RLG_PYTHON" -V 2>&1); rlg-hotreload needs Python >= 3.8: set RLG_PYTHON to one"
+    return 2
+  fi
   torch_dir="$("$RLG_PYTHON" -c 'import importlib.util as u, os; s = u.find_spec("torch"); print(os.path.dirname(os.path.dirname(s.origin)) if s and s.origin else "")' 2>/dev/null)"
   base_torch=""
   [ -n "$torch_dir" ] && base_torch="$("$RLG_PYTHON" -c 'from importlib.metadata import version; print(version("torch"))' 2>/dev/null)"
