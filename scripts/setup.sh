@@ -163,7 +163,7 @@ rlg_venv() {
     "$RLG_PYTHON" -m venv "$RLG_VENV" || return 2
   fi
   # editable installs of a setup.cfg project need pip >= 21.3 (PEP 660); older distributions ship older
-  "$RLG_VENV/bin/python" -m pip install -q --upgrade "pip>=21.3" || return 2
+  "$RLG_VENV/bin/python" -m pip install -q "pip>=21.3" || return 2
 }
 
 # Step 3: torch, unless one is there already (in the virtualenv or the Python it was made from).
