@@ -152,7 +152,7 @@ rlg_venv() {
   fi
   if [ -n "$torch_dir" ]; then
     rlg_say "creating virtualenv $RLG_VENV from $py_exe; it sees the torch $base_torch installed there"
-    "$RLG_PYTHON" -m venv --system-site-packages "$RLG_VENV" || return 2
+    "$RLG_PYTHON" -m venv --system-site-packages "$RLG_VENV" || { rm -rf "$RLG_VENV"; return 2; }  # checked empty above
     if ! (cd / && "$RLG_VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"); then
       venv_site="$("$RLG_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
       echo "$torch_dir" >"$venv_site/rlg-keep-torch.pth"
@@ -160,7 +160,7 @@ rlg_venv() {
     fi
   else
     rlg_say "creating virtualenv $RLG_VENV from $py_exe"
-    "$RLG_PYTHON" -m venv "$RLG_VENV" || return 2
+    "$RLG_PYTHON" -m venv "$RLG_VENV" || { rm -rf "$RLG_VENV"; return 2; }  # checked empty above
   fi
   # editable installs of a setup.cfg project need pip >= 21.3 (PEP 660); older distributions ship older
   "$RLG_VENV/bin/python" -m pip install -q "pip>=21.3" || return 2
