@@ -86,6 +86,11 @@ class MjFrameRenderer:
         self.frames += 1
         return self._renderer.render()
 
+    @property
+    def has_context(self) -> bool:
+        """True from the first render until ``close``: an offscreen GL context is held."""
+        return self._renderer is not None
+
     def close(self) -> None:
         if self._renderer is not None:
             self._renderer.close()
