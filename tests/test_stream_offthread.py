@@ -196,3 +196,37 @@ def test_real_player_streams_frames_rendered_off_its_thread_only_while_watched_a
         assert checked >= 3, "only %d frames could be checked against their state" % checked
     finally:
         reference.close()
+
+
+@pytest.mark.slow  # warp compiles its CPU kernels once per machine (~1 min), then loads them from its cache
+def test_mjwarp_world_0_copied_from_the_device_renders_elsewhere_as_the_sync_render_does():
+    pytest.importorskip("mujoco_warp")
+    from isaacgym_tasks.scripted import grasp_action
+
+    env = isaacgym_tasks.make_env(2, sim="mjwarp", sim_device="cpu", rl_device="cpu", render_width=W,
+                                  render_height=H)  # fmt: skip
+    try:
+        for k in range(15):
+            env.step(grasp_action(k, 2))
+        state = env.render_state()
+        reference = env.render().copy()  # world 0 copied to the host MjData, drawn on this thread
+        for k in range(15, 30):
+            env.step(grasp_action(k, 2))
+        out = {}
+
+        def watcher():
+            resolve = FrameResolver()
+            try:
+                out["frame"] = resolve(PendingFrame(state, env, time.time()))
+            finally:
+                resolve.close()
+
+        t = threading.Thread(target=watcher, name="watcher")
+        t.start()
+        t.join(120)
+        frame = out["frame"]
+        assert frame is not None and frame.shape == (H, W, 3)
+        assert np.abs(frame.astype(np.int16) - reference).max() <= 2
+        assert _diff(env.render(), reference) > 0.5, "the hand did not move; the test would prove nothing"
+    finally:
+        env.close()

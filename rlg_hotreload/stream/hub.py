@@ -296,7 +296,7 @@ class FrameHub:
             "frames_dropped": self.dropped,
             "frames_sent": self.sent,
             "encode_ms_mean": round(1000.0 * self.encode_s / self.encoded, 2) if self.encoded else None,
-            "frames_rendered_here": self.rendered,  # rendered on this (encoder) thread, not the player's
+            "frames_rendered_by_encoder": self.rendered,  # rendered on the encoder thread, not the player's
             "render_ms_mean": round(1000.0 * self.render_s / self.rendered, 2) if self.rendered else None,
             "seq": latest.seq if latest else 0,
             "width": latest.width if latest else None,
