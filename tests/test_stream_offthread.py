@@ -117,7 +117,7 @@ def test_real_player_streams_frames_rendered_off_its_thread_only_while_watched_a
     ckpt.parent.mkdir(parents=True)
     ready = tmp_path / "stream.json"
     cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(ckpt),
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
          "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
          "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "quality": 95,
                     "width": W, "height": H, "fps": 30}},
