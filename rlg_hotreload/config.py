@@ -43,7 +43,7 @@ CHOICES = {
 }
 # Keys whose default is null: their type when set.
 NULLABLE = {
-    "numEnvs": int, "train.config": str, "train.maxEpochs": int, "stream.token": str, "stream.readyFile": str,
+    "numEnvs": int, "compare": str, "train.config": str, "train.maxEpochs": int, "stream.token": str, "stream.readyFile": str,
 }
 # (minimum, maximum) for numbers.
 RANGES = {
