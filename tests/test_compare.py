@@ -281,3 +281,15 @@ def test_compare_with_a_checkpoint_of_another_network_is_one_line_and_exit_2(tmp
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("error: compare=latest,%s: slot other (%s): network does not match" % (other, other))
+
+
+@pytest.mark.slow  # warp compiles its CPU kernels once per machine (~1 min), then loads them from its cache
+def test_reset_groups_give_every_group_the_same_starts_on_mujoco_warp():
+    pytest.importorskip("mujoco_warp")
+    import isaacgym_tasks
+
+    env = isaacgym_tasks.make_env(4, sim="mjwarp", sim_device="cpu", rl_device="cpu", seed=11, reset_groups=2,
+                                  episode_length_s=3.0, render_width=64, render_height=48)  # fmt: skip
+    a, b = env.render_env(0), env.render_env(2)  # a compare tile of another env, through the same view
+    assert a.shape == (48, 64, 3) and (a == b).all()  # env 2 starts as env 0 does
+    _same_starts_when_groups_finish_at_different_times(env)
