@@ -194,14 +194,12 @@ def evaluate(ckpt: str, num_envs: int, seed: int) -> Tuple[float, float]:
     (success rate, mean reward)."""
     from rl_games.torch_runner import Runner
 
-    from rlg_hotreload import config, run
+    from rlg_hotreload import build
 
-    cfg = config.load(None, ["task=BlindGrasping", "sim=mjwarp", "test=true", "numEnvs=%d" % num_envs,
+    cfg = build.load_config(["task=BlindGrasping", "sim=mjwarp", "test=true", "numEnvs=%d" % num_envs,
                              "seed=%d" % seed, "checkpoint=%s" % ckpt])  # fmt: skip
-    run.resolve_devices(cfg)
-    yaml_cfg = config.read_yaml(run._train_config_path(cfg, "mjwarp"), "train.config")
-    params = run.build_params(cfg, yaml_cfg)
-    del params["algo"]["player"]  # the stock player: only its model and get_action are used
+    # the stock player (its model and get_action are all that is used): drop our player from params
+    params = build.make_params(cfg, edit=lambda p: p["algo"].pop("player"))
     runner = Runner()
     runner.load({"params": params})
     player = runner.create_player()
@@ -224,11 +222,8 @@ def evaluate(ckpt: str, num_envs: int, seed: int) -> Tuple[float, float]:
 
 
 def stage_train(args: argparse.Namespace) -> Dict[str, Any]:
-    import isaacgym_tasks  # noqa: F401  (registers the task for evaluate())
-    from rlg_hotreload import run as runmod
     from rlg_hotreload.stream.client import MjpegClient
 
-    runmod._register_task("BlindGrasping")  # noqa: SLF001
     work = tempfile.mkdtemp(prefix="gpu_bench_")
     logs = args.out or work
     train = Proc(["config=train_headless", "task=BlindGrasping", "sim=mjwarp", "maxEpochs=100000"],

@@ -36,17 +36,18 @@ __all__ = ["ConfigError", "load_config", "make_callbacks", "make_params", "make_
 
 
 def load_config(args_or_dict: ConfigInput = (), preset: Optional[str] = None) -> Dict[str, Any]:
-    """The validated config: ``cfg/base.yaml`` <- ``preset`` <- overrides.
+    """The validated config: defaults (:mod:`rlg_hotreload.schema`) <- ``preset`` <- overrides.
 
     ``args_or_dict`` is either CLI words (``["task=Pendulum-v1", "config=test"]``) or a mapping of keys to
     values (nested ``{"train": {"test": True}}`` or dotted/aliased ``{"checkpoint": "latest"}``).
-    ``preset`` is a preset name (``test``, ``test_stream``) or a YAML path.
+    ``preset`` is a preset name (``test``, ``test_stream``) or a YAML path (``cfg/test.yaml`` finds the
+    shipped preset from any folder).
     """
     cfg_path = None
     args: List[str] = []
     pairs: List[Any] = []
     if preset is not None:
-        if preset.endswith(".yaml") and os.path.isfile(preset):
+        if preset.endswith(".yaml") and os.path.isfile(cfglib.resolve_cfg_path(preset)):
             cfg_path = preset
         else:
             args.append("config=%s" % preset)
@@ -158,9 +159,35 @@ def make_player(
     if not cfg["train"]["test"]:
         cfg = copy.deepcopy(cfg)
         cfg["train"]["test"] = True
-    params = make_params(cfg, edit)
-    cbs = make_callbacks(cfg) + list(callbacks)
-    return make_runner(params, cbs).create_player()
+    ours = make_callbacks(cfg)
+    # bind now: a bad streamHost or a full port range fails before torch or a simulator starts
+    streamers = _reserve_ports(ours)
+    try:
+        params = make_params(cfg, edit)
+        return make_runner(params, ours + list(callbacks)).create_player()
+    except BaseException:
+        for st in streamers:
+            st.close()  # releases the reserved port
+        raise
+
+
+def _reserve_ports(callbacks: Sequence[PlayerCallback]) -> List[Any]:
+    """Bind each streamer's port now (served later, when the player starts); the streamers bound."""
+    if not callbacks:
+        return []
+    from rlg_hotreload.stream import FrameStreamer, StreamerError
+
+    done: List[Any] = []
+    try:
+        for cb in callbacks:
+            if isinstance(cb, FrameStreamer):
+                cb.reserve()
+                done.append(cb)
+    except StreamerError as e:
+        for st in done:
+            st.close()
+        raise ConfigError(str(e)) from e
+    return done
 
 
 def play(cfg: Dict[str, Any], callbacks: Sequence[PlayerCallback] = ()) -> Summary:

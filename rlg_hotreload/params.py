@@ -6,19 +6,40 @@ monitor) and each raises ConfigError naming the key at fault, before any simulat
 """
 
 import copy
+import difflib
+import logging
 import os
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from rlg_hotreload import compare_spec
 from rlg_hotreload import config as cfglib
 from rlg_hotreload.config import ConfigError
 
+log = logging.getLogger("rlg_hotreload")
+
+
+# rl-games' own vecenvs: each needs a package that is not our dependency (ray, brax, envpool, cule,
+# ManiSkill) or a simulator long gone (Flex, "ISAAC"). Tasks registered on them are not offered.
+RLGAMES_VECENVS = ("RAY", "BRAX", "ENVPOOL", "CULE", "MANISKILL", "ISAAC")
+
+
+def runnable_tasks() -> List[str]:
+    """Registered tasks this machine can run, gymnasium ids aside (any continuous one runs): those not on
+    one of rl-games' own vecenvs (BlindGrasping, an IsaacGymEnvs ``rlgpu`` task, your own)."""
+    from rl_games.common import env_configurations, vecenv
+
+    from rlg_hotreload import envs
+
+    return sorted(
+        name for name, entry in env_configurations.configurations.items()
+        if entry.get("vecenv_type") in vecenv.vecenv_config and entry.get("vecenv_type") not in RLGAMES_VECENVS
+        and not envs.is_gym_id(name)
+    )  # fmt: skip
+
 
 def register_task(task: str) -> None:
-    """Make ``task`` known to rl-games: our tasks first, then any gymnasium id."""
-    from rl_games.common import env_configurations
-
+    """Make ``task`` known to rl-games: our tasks first, then any gymnasium id with continuous actions."""
     try:
         import isaacgym_tasks
     except ImportError:
@@ -27,21 +48,56 @@ def register_task(task: str) -> None:
         isaacgym_tasks.register()
     from rlg_hotreload import envs
 
-    if task in env_configurations.configurations and not envs.is_gym_id(task):
-        return
     if envs.is_gym_id(task):
         envs.register_gym_task(task)
-        if not envs.has_box_actions(task):
+        import gymnasium
+
+        try:
+            continuous = envs.has_box_actions(task)
+        except (ImportError, gymnasium.error.Error) as e:  # e.g. no Box2D: the message says what to install
+            raise ConfigError(
+                "task=%s: cannot be built here: %s" % (task, str(e).strip().splitlines()[0])
+            ) from e
+        if not continuous:
             raise ConfigError(
                 "task=%s: has discrete actions; allowed: tasks with continuous (Box) actions" % task
             )
         return
-    known = sorted(k for k in env_configurations.configurations if k[0].isupper())
-    hint = cfglib.suggest(task, known)
+    if task in runnable_tasks():
+        return
+    from rl_games.common import env_configurations
+
+    entry = env_configurations.configurations.get(task)
+    why = "unknown task"
+    if entry is not None:
+        kind = entry.get("vecenv_type")
+        why = "rl-games registers it on its %s vecenv, which this plugin does not run" % kind
+    known = runnable_tasks()
     raise ConfigError(
-        "task=%s: unknown task%s; allowed: %s, or any gymnasium id (e.g. Pendulum-v1)"
-        % (task, hint, ", ".join(known) or "none registered")
+        "task=%s: %s; allowed: %s, or any gymnasium id with continuous actions (e.g. Pendulum-v1)%s"
+        % (task, why, ", ".join(known) or "none registered", suggest_task(task, known))
     )
+
+
+def suggest_task(task: str, registered: Sequence[str]) -> str:
+    """A "did you mean" among tasks that can run here: ``registered`` ones and continuous gymnasium ids."""
+    import gymnasium
+
+    for name in difflib.get_close_matches(task, list(registered) + list(gymnasium.registry), n=5, cutoff=0.6):
+        if name in registered or _continuous_gym_id(name):
+            return "; did you mean '%s'?" % name
+    return ""
+
+
+def _continuous_gym_id(name: str) -> bool:
+    """True if gymnasium id ``name`` builds here and has Box actions (a missing extra, e.g. box2d, is no)."""
+    from rlg_hotreload import envs
+
+    try:
+        return envs.has_box_actions(name)
+    except Exception as e:  # noqa: BLE001 - any failure to build it means "not runnable here"
+        log.debug("task suggestion %s skipped: cannot build it here (%s)", name, e)
+        return False
 
 
 def train_config_path(cfg: Dict[str, Any], sim: Optional[str] = None) -> str:
@@ -73,6 +129,7 @@ def train_config_path(cfg: Dict[str, Any], sim: Optional[str] = None) -> str:
 
 
 def check_checkpoint(spec: str, test: bool) -> None:
+    """A named file must exist now; a folder or ``latest`` may still be waiting for its first checkpoint."""
     if test and not spec:
         raise ConfigError(
             "train.checkpoint: required for testing; allowed: a .pth file, an experiment folder, latest"
@@ -80,9 +137,12 @@ def check_checkpoint(spec: str, test: bool) -> None:
     if not spec or spec == "latest":
         return
     if test:
-        parent = os.path.dirname(spec) or "."
-        if not (os.path.exists(spec) or (spec.endswith(".pth") and os.path.isdir(parent))):
-            raise ConfigError("train.checkpoint=%s: no such file or folder (or use checkpoint=latest)" % spec)
+        if not os.path.exists(spec):
+            parent = os.path.dirname(spec) or "."
+            what = "no such file in %s" % parent if os.path.isdir(parent) else "no such file or folder"
+            raise ConfigError(
+                "train.checkpoint=%s: %s (give an existing .pth, a run folder, or latest)" % (spec, what)
+            )
     elif not os.path.isfile(spec):
         raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
 

@@ -1,9 +1,10 @@
-"""``python -m rlg_hotreload.run --cfg cfg/<preset>.yaml [key=value ...]``: train or watch, via rl-games' Runner.
+"""``rlg-hotreload [--cfg PRESET] [key=value ...]`` (or ``python -m rlg_hotreload.run``): train or watch.
 
 Why a thin CLI over the stock Runner: users keep their rl-games YAMLs; this only merges our presets and
 overrides into them (seed-workflow spellings included) and hands the config to :mod:`rlg_hotreload.build`,
 which validates every value before the simulator starts and builds. This module is the one place where
 library errors (ConfigError, a named checkpoint that does not fit) become ``error: ...`` and exit code 2.
+``--help`` is generated from :mod:`rlg_hotreload.schema`, as is the README's config reference.
 """
 
 import argparse
@@ -12,19 +13,13 @@ import os
 import sys
 from typing import Any, Dict, Optional, Sequence
 
+from rlg_hotreload import __version__, schema
 from rlg_hotreload import config as cfglib
-from rlg_hotreload import params as paramslib
 from rlg_hotreload.config import ConfigError
 
 log = logging.getLogger("rlg_hotreload")
 
-
-# Kept for benchmarks/gpu.py, which predates rlg_hotreload.build (use build/params in new code).
-_register_task = paramslib.register_task
-_train_config_path = paramslib.train_config_path
-resolve_devices = paramslib.resolve_devices
-build_params = paramslib.build_params
-
+MODULE_PROG = "python -m rlg_hotreload.run"
 _played = False  # set once a play session has run to its end (see cli())
 
 
@@ -45,20 +40,51 @@ def run(cfg: Dict[str, Any]) -> int:
         return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m rlg_hotreload.run",
-        description="Train with rl-games, or play the newest checkpoint forever with hot reload.",
-        epilog="Keys (all in cfg/base.yaml; README: config reference): task, sim (auto|mujoco|mjwarp|isaacgym), "
-        "rl_device and sim_device (auto|cpu|cuda:N), graphics_device_id, numEnvs, seed, headless, checkpoint, "
-        "reloadInterval, testGamesNum, maxEpochs, stream.*, record.*. "
-        "Examples: --cfg cfg/train_headless.yaml task=Pendulum-v1 | "
-        "config=test_stream testGamesNum=0 checkpoint=latest | config=train_headless sim=mjwarp rl_device=cuda:0",
+def typed_prog(argv0: str) -> str:
+    """The command as the user typed it: ``rlg-hotreload`` (console script) or ``python -m ...``."""
+    name = os.path.basename(argv0)
+    return MODULE_PROG if not name or name.endswith(".py") or name == "-m" else name
+
+
+def epilog(prog: str) -> str:
+    presets = ["  %-15s %s" % (name, what) for name, what in cfglib.presets().items()]
+    return "\n".join(
+        [
+            "presets (config=NAME, or --cfg FILE; ./cfg/NAME.yaml overrides the shipped one):",
+            *presets,
+            "",
+            "keys (key=value; train.* keys also without their prefix; aliases after |):",
+            *schema.help_lines(),
+            "",
+            "examples:",
+            "  %s config=train_headless task=Pendulum-v1" % prog,
+            "  %s config=test_stream checkpoint=latest streamBindAll=true" % prog,
+            "  %s config=train_headless sim=mjwarp rl_device=cuda:0" % prog,
+        ]
     )
-    parser.add_argument("--cfg", help="preset YAML (cfg/test.yaml, cfg/test_stream.yaml, ...)")
-    parser.add_argument("overrides", nargs="*", help="key=value (see README: config reference)")
-    ns = parser.parse_args(argv)
+
+
+def parser(prog: str = MODULE_PROG) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Train with rl-games, or play the newest checkpoint forever with hot reload.",
+        epilog=epilog(prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--cfg", metavar="FILE", help="a preset YAML (a path, or cfg/NAME.yaml of the shipped presets)"
+    )
+    p.add_argument("--version", action="version", version="%(prog)s (rlg-hotreload) " + __version__)
+    p.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config=NAME picks a preset; see keys below"
+    )
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None, prog: str = MODULE_PROG) -> int:
+    ns = parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[rlg_hotreload] %(message)s", stream=sys.stdout)
+    cfg: Dict[str, Any] = {}
     try:
         cfg = cfglib.load(ns.cfg, ns.overrides)
         return run(cfg)
@@ -81,7 +107,7 @@ def cli() -> None:
     child, recordings finalized in ``on_stop``), so skip the interpreter's teardown of torch, MuJoCo and
     EGL, which alone takes ~1.2 s: Ctrl+C must end the monitor within 2 s. Training exits normally
     (rl-games' summary writers flush at exit)."""
-    code = main()
+    code = main(prog=typed_prog(sys.argv[0]))
     if _played:
         sys.stdout.flush()
         sys.stderr.flush()

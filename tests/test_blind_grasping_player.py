@@ -61,7 +61,7 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     ckpt.parent.mkdir(parents=True)
     ready = tmp_path / "stream.json"
     cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(ckpt),
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
          "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
          "stream": {"enabled": True, "port": free_port(), "realtime": True, "readyFile": str(ready),
                     "width": 160, "height": 120, "fps": 30},

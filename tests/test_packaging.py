@@ -20,7 +20,7 @@ def test_wheel_ships_static_files_asset_and_presets(tmp_path):
     wheel = next(p for p in os.listdir(tmp_path) if p.endswith(".whl"))
     names = set(zipfile.ZipFile(os.path.join(tmp_path, wheel)).namelist())
     for need in ("rlg_hotreload/stream/static/index.html", "rlg_hotreload/stream/static/app.js",
-                 "isaacgym_tasks/assets/blind_grasping.xml", "rlg_hotreload/presets/base.yaml",
+                 "isaacgym_tasks/assets/blind_grasping.xml", "rlg_hotreload/presets/test.yaml",
                  "rlg_hotreload/presets/test_stream.yaml", "rlg_hotreload/presets/train/BlindGraspingPPO.yaml"):  # fmt: skip
         assert need in names, need
     target = tmp_path / "site"

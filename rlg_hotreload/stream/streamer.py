@@ -150,6 +150,7 @@ class FrameStreamer(PlayerCallback):
         self.url: Optional[str] = None
         self.started_at = time.monotonic()
         self._server: Optional[CappedWSGIServer] = None
+        self._reserved: Optional[socket.socket] = None  # bound by reserve(), served by start()
         self._health: Optional[Callable[[], Dict[str, Any]]] = None
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()
@@ -168,7 +169,7 @@ class FrameStreamer(PlayerCallback):
         """Bind (first free port of ``port_tries``), serve in a thread, log and return the URL."""
         if self._server is not None:
             return self.url or ""
-        sock = bind_socket(self.host, self.requested_port, self.port_tries)
+        sock, self._reserved = self._reserved or self.reserve(), None
         try:
             server = CappedWSGIServer(self.host, 0, create_app(self), _Handler, fd=sock.fileno())
         finally:
@@ -201,6 +202,13 @@ class FrameStreamer(PlayerCallback):
         log.info("Streaming at %s%s", self.url, " (needs ?token=<streamToken>)" if self.token else "")
         return self.url
 
+    def reserve(self) -> socket.socket:
+        """Bind the port now (before a simulator starts: a bad host or a full port range fails fast);
+        ``start`` serves on this socket later. ``stop`` closes it if serving never started."""
+        if self._reserved is None:
+            self._reserved = bind_socket(self.host, self.requested_port, self.port_tries)
+        return self._reserved
+
     def setup(self, player: Any) -> None:
         """Player lifecycle: bind and serve (``start``) when the player starts following checkpoints."""
         self.start()
@@ -212,6 +220,9 @@ class FrameStreamer(PlayerCallback):
     def stop(self, timeout: float = 3.0) -> None:
         """Close client streams, shut the server down and join its thread; every wait is bounded."""
         server, self._server = self._server, None
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
         if server is None:
             return
         self.hub.close(timeout)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -108,6 +108,18 @@ def run_cli(args: Sequence[str], cwd: str, timeout: float = 120) -> subprocess.C
         text=True,
         timeout=timeout,
     )
+
+
+def main_in_process(args: Sequence[str], cwd: str, monkeypatch: Any, capsys: Any) -> Tuple[int, List[str]]:
+    """``rlg_hotreload.run.main(args)`` in this process, from ``cwd``, without a display: (exit code,
+    stderr lines). The CLI's own code path, without ~4 s of interpreter and torch start-up per case."""
+    from rlg_hotreload import run
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code = run.main(list(args))
+    return code, capsys.readouterr().err.strip().splitlines()
 
 
 def newest_line(lines: List[str], pattern: str) -> Optional[re.Match]:
