@@ -81,8 +81,8 @@ KEYS: Tuple[Key, ...] = (
     Key("seed", int, 42, "seed for rl-games and the envs"),
     Key("headless", bool, True, "`false` opens the simulator's viewer (needs a display)"),
     Key("compare", str, None,
-        "play several checkpoints side by side, `numEnvs` envs each: `latest`, `best` and `.pth` files, "
-        "comma-separated (BlindGrasping; README: Compare checkpoints side by side)",
+        "play several checkpoints side by side, `numEnvs` envs each: `latest`, `best` and `.pth` files "
+        "separated by commas (BlindGrasping; README: Compare checkpoints side by side)",
         nullable=True, allowed_text="latest, best, .pth files, comma-separated"),
     Key("train.test", bool, False, "`true` = play with HotReloadPlayer, `false` = train", aliases=("test",)),
     Key("train.checkpoint", str, "",
