@@ -65,6 +65,9 @@ class BlindGraspingConfig:
     render_width: int = 640
     render_height: int = 480
     num_threads: int = 1
+    #: compare mode: the envs form this many equal groups; env i of every group starts its j-th episode
+    #: from the same state (per-index reset streams instead of one shared stream). 1 = one shared stream.
+    reset_groups: int = 1
     #: Isaac Gym-style flag; neither backend opens a viewer, render() is always offscreen.
     headless: bool = True
     box_half_size_range: Tuple[float, float] = (0.025, 0.035)
@@ -129,7 +132,7 @@ class BlindGraspingConfig:
             resolve_device(getattr(self, key), key)
         if not isinstance(self.graphics_device_id, int) or self.graphics_device_id < -1:
             raise ValueError("graphics_device_id={!r} must be an integer >= -1".format(self.graphics_device_id))
-        for key in ("control_substeps", "render_width", "render_height", "num_threads"):
+        for key in ("control_substeps", "render_width", "render_height", "num_threads", "reset_groups"):
             val = getattr(self, key)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError("{}={!r} must be an integer >= 1".format(key, val))

@@ -104,8 +104,9 @@ class MjWarpBlindGrasping(VecEnvApi):
         log.info("MuJoCo Warp: ready in %.1f s", time.monotonic() - started)
         self._host_data = mujoco.MjData(self.mjm)
         self._host_model = self.mjm
+        self._view_index = 0  # the env the view mirrors (see render_env)
         self.view = MujocoView(
-            self._host_model, self._host_data, cfg, self.core.dt, refresh=self._copy_env0, snapshot=self._env0_state
+            self._host_model, self._host_data, cfg, self.core.dt, refresh=self._copy_env, snapshot=self._env0_state
         )
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (len(HAND_JOINTS),), np.float32)
@@ -133,6 +134,7 @@ class MjWarpBlindGrasping(VecEnvApi):
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0: its state is copied to the host and drawn by MuJoCo's renderer."""
+        self._view_index = 0
         return self.view.render(mode)
 
     def render_state(self) -> Any:
@@ -143,6 +145,14 @@ class MjWarpBlindGrasping(VecEnvApi):
     def make_frame_renderer(self) -> Any:
         """A renderer of ``render_state()`` snapshots for a watcher's thread (see mujoco_view)."""
         return self.view.make_frame_renderer()
+
+    def render_env(self, i: int) -> np.ndarray:
+        """RGB uint8 [H, W, 3] of env ``i`` (compare mode shows one env per slot), through the same view."""
+        self._view_index = int(i)
+        try:
+            return self.view.render()
+        finally:
+            self._view_index = 0  # the viewer (headless=false) keeps showing env 0
 
     def close(self) -> None:
         self.view.close()
@@ -231,15 +241,16 @@ class MjWarpBlindGrasping(VecEnvApi):
         self._ctrl.copy_(torch.where(m1, q0, self._ctrl))
         self._run("forward")  # derived quantities (sensors) of the new states
 
-    def _copy_env0(self) -> None:
-        """Mirror env 0 into the host model/data for the renderer or viewer (a few hundred bytes)."""
-        lay, hm, hd = self.layout, self._host_model, self._host_data
+    def _copy_env(self) -> None:
+        """Mirror env ``_view_index`` (0 but while ``render_env`` draws another) into the host
+        model/data for the renderer or viewer (a few hundred bytes)."""
+        lay, hm, hd, i = self.layout, self._host_model, self._host_data, self._view_index
         g, b = lay.box_geom, lay.box_body
-        hm.geom_size[g] = self._geom_size[0, g].cpu().numpy()
-        hm.geom_rbound[g] = float(self._geom_rbound[0, g])
-        hm.body_mass[b] = float(self._body_mass[0, b])
-        hd.qpos[:] = self._qpos[0].cpu().numpy()
-        hd.qvel[:] = self._qvel[0].cpu().numpy()
+        hm.geom_size[g] = self._geom_size[i, g].cpu().numpy()
+        hm.geom_rbound[g] = float(self._geom_rbound[i, g])
+        hm.body_mass[b] = float(self._body_mass[i, b])
+        hd.qpos[:] = self._qpos[i].cpu().numpy()
+        hd.qvel[:] = self._qvel[i].cpu().numpy()
         mujoco.mj_forward(hm, hd)
 
     def _env0_state(self) -> MjState:

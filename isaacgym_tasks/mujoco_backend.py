@@ -8,6 +8,7 @@ lives in :mod:`isaacgym_tasks.task_core`.
 """
 
 import copy
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -60,6 +61,8 @@ class MujocoBlindGrasping(VecEnvApi):
         if cfg.num_threads > 1 and num_envs > 1:
             self._pool = ThreadPoolExecutor(cfg.num_threads)
         self.view = MujocoView(self.models[0], self.datas[0], cfg, self.core.dt)
+        self._tile_view: Optional[MujocoView] = None  # envs other than 0 (see render_env)
+        self._tile_index = 0
         num_joints = len(HAND_JOINTS)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (num_joints,), np.float32)
@@ -107,8 +110,35 @@ class MujocoBlindGrasping(VecEnvApi):
         """A renderer of ``render_state()`` snapshots for a watcher's thread (see mujoco_view)."""
         return self.view.make_frame_renderer()
 
+    def render_env(self, i: int) -> np.ndarray:
+        """RGB uint8 [H, W, 3] of env ``i`` (compare mode shows one env per slot).
+
+        Env 0 has its own view; any other is mirrored (box size and mass, qpos, qvel) into one scratch
+        model, so watching several envs costs one extra renderer, not one per env.
+        """
+        if i == 0:
+            return self.view.render()
+        if self._tile_view is None:
+            m = copy.copy(self.models[0])
+            cfg = dataclasses.replace(self.cfg, headless=True)  # never a second viewer window
+            self._tile_view = MujocoView(m, mujoco.MjData(m), cfg, self.core.dt, refresh=self._mirror_tile)
+        self._tile_index = int(i)
+        return self._tile_view.render()
+
+    def _mirror_tile(self) -> None:
+        view = self._tile_view
+        assert view is not None
+        src_m, src_d, m, d = self.models[self._tile_index], self.datas[self._tile_index], view.model, view.data
+        g, b = self.layout.box_geom, self.layout.box_body
+        m.geom_size[g], m.geom_rbound[g], m.geom_aabb[g] = src_m.geom_size[g], src_m.geom_rbound[g], src_m.geom_aabb[g]
+        m.body_mass[b] = src_m.body_mass[b]
+        d.qpos[:], d.qvel[:] = src_d.qpos, src_d.qvel
+        mujoco.mj_forward(m, d)
+
     def close(self) -> None:
         self.view.close()
+        if self._tile_view is not None:
+            self._tile_view.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -77,10 +77,20 @@ class TaskCore:
         # on the task device: a GPU backend draws its resets without leaving the GPU
         self.generator = torch.Generator(device=dev).manual_seed(cfg.seed)
         self.obs_dim = task_math.obs_dim(j)
+        groups = cfg.reset_groups
+        if num_envs % groups:
+            raise ValueError("reset_groups={} must divide num_envs={}".format(groups, num_envs))
+        #: compare mode (groups > 1): env e draws its resets from stream (seed, e mod group size, episode)
+        self.grouped = groups > 1
+        self.local_index = torch.arange(num_envs, device=dev) % (num_envs // groups)
+        self.episode_no = torch.zeros(num_envs, dtype=torch.long, device=dev)
+        self.hash_seed = cfg.seed
 
     def seed(self, seed: int) -> None:
-        """Restart the reset-randomisation stream; the physics itself is deterministic."""
+        """Restart the reset-randomisation stream(s); the physics itself is deterministic."""
         self.generator.manual_seed(int(seed))
+        self.hash_seed = int(seed)
+        self.episode_no.zero_()
 
     def apply_actions(self, actions: torch.Tensor) -> torch.Tensor:
         """Return the new joint targets [N, J] for the simulator's position drives."""
@@ -93,7 +103,7 @@ class TaskCore:
 
     def sample_resets(self, env_ids: torch.Tensor) -> Tuple[task_math.ResetSample, torch.Tensor]:
         """Draw randomisation for ``env_ids``, reset their buffers, and return (sample, initial q [n, J])."""
-        sample = self._draw(int(env_ids.numel()))
+        sample = self._draw(int(env_ids.numel()), env_ids)
         q0 = self._initial_pose(sample)
         self.targets[env_ids] = q0
         self.prev_actions[env_ids] = 0.0
@@ -109,7 +119,7 @@ class TaskCore:
         Draws for all N envs (same distributions) and keeps the draws where ``mask`` holds; the
         returned sample and pose [N, J] are to be applied with the same mask.
         """
-        sample = self._draw(self.num_envs)
+        sample = self._draw(self.num_envs, mask=mask)
         q0 = self._initial_pose(sample)
         m = mask.view(-1, 1)
         self.targets = torch.where(m, q0, self.targets)
@@ -120,8 +130,19 @@ class TaskCore:
         self.box_half = torch.where(m, sample.box_half, self.box_half)
         return sample, q0
 
-    def _draw(self, n: int) -> task_math.ResetSample:
+    def _draw(
+        self, n: int, env_ids: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None
+    ) -> task_math.ResetSample:
+        """``n`` draws: for ``env_ids`` (or all envs, of which ``mask`` will be applied)."""
         cfg = self.cfg
+        uniforms = None
+        if self.grouped:  # per-index streams: the j-th episode of env i is the same in every group
+            ids = env_ids.to(self.device) if env_ids is not None else torch.arange(n, device=self.device)
+            uniforms = task_math.hashed_uniforms(self.hash_seed, self.local_index[ids], self.episode_no[ids])
+            if mask is not None:
+                self.episode_no += mask.to(self.device).long()
+            else:
+                self.episode_no[ids] += 1
         return task_math.sample_reset(
             self.generator,
             n,
@@ -131,6 +152,7 @@ class TaskCore:
             cfg.box_yaw_noise,
             cfg.hand_xy_noise,
             cfg.hand_z_noise,
+            uniforms,
         )
 
     def _initial_pose(self, sample: task_math.ResetSample) -> torch.Tensor:

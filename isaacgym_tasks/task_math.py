@@ -6,7 +6,7 @@ terminations and reset samples with the exact code the MuJoCo tests exercise.
 Quaternions are (w, x, y, z); Isaac Gym's (x, y, z, w) is converted by its backend.
 """
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 
@@ -182,6 +182,34 @@ class ResetSample(NamedTuple):
     hand_offset: torch.Tensor  # [N, 3] added to the open pose's base joints
 
 
+#: Uniform numbers one reset consumes (see :func:`sample_reset`): yaw 1, hand 2 + 1, half 3, mass 1, xy 2.
+RESET_UNIFORMS = 10
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash (two multiply-xorshift rounds) on int64 tensors holding values < 2**32;
+    the products stay below 2**59, so nothing overflows on any device."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    return (x >> 16) ^ x
+
+
+def hashed_uniforms(seed: int, index: torch.Tensor, episode: torch.Tensor, k: int = RESET_UNIFORMS) -> torch.Tensor:
+    """[n, k] float32 uniforms in [0, 1), a pure function of (seed, index[i], episode[i], column).
+
+    Why counter-based: in compare mode, env ``i`` of every group must start its ``j``-th episode from
+    the same state although the groups finish episodes at different times; a shared stream would hand
+    them different draws. Pure tensor ops: no host sync on a GPU.
+    """
+    index, episode = index.long(), episode.long()
+    h = _mix32(_mix32((index & _M32) ^ (int(seed) & _M32)) ^ (episode & _M32))
+    h = _mix32(h ^ ((episode >> 32) & _M32))
+    col = torch.arange(k, dtype=torch.long, device=index.device)
+    bits = _mix32(h.unsqueeze(-1) ^ _mix32(col + 0x9E3779B9))
+    return (bits >> 8).float() * (1.0 / (1 << 24))
+
+
 def sample_reset(
     generator: torch.Generator,
     n: int,
@@ -191,11 +219,19 @@ def sample_reset(
     box_yaw_noise: float,
     hand_xy_noise: float,
     hand_z_noise: float,
+    uniforms: Optional[torch.Tensor] = None,
 ) -> ResetSample:
-    """Draw reset randomisation from ``generator`` so a seed fixes every episode."""
+    """Draw reset randomisation from ``generator`` so a seed fixes every episode; or, when
+    ``uniforms`` [n, RESET_UNIFORMS] is given, map those numbers (in the same order) instead."""
+    used = [0]
 
     def uniform(shape: Tuple[int, ...], lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(shape, generator=generator, device=generator.device)
+        if uniforms is None:
+            return lo + (hi - lo) * torch.rand(shape, generator=generator, device=generator.device)
+        width = 1 if len(shape) == 1 else shape[1]
+        u = uniforms[:, used[0] : used[0] + width].reshape(shape)
+        used[0] += width
+        return lo + (hi - lo) * u
 
     yaw = uniform((n,), -box_yaw_noise, box_yaw_noise)
     half_yaw = 0.5 * yaw
@@ -235,6 +271,7 @@ def yaw_of(quat: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "NUM_FINGERS",
+    "RESET_UNIFORMS",
     "TOUCH_THRESHOLD",
     "ResetSample",
     "box_inertia",
@@ -242,6 +279,7 @@ __all__ = [
     "compute_reward",
     "compute_terminations",
     "fingertip_box_contact",
+    "hashed_uniforms",
     "obs_dim",
     "quat_rotate_inverse",
     "sample_reset",

@@ -62,6 +62,10 @@ def register(runner: Any, callbacks: Optional[Sequence[PlayerCallback]] = None) 
     def build(**kwargs: Any) -> Any:
         params: Dict[str, Any] = kwargs["params"]
         if params.get("algo", {}).get("player") == PLAYER_NAME:
+            if (params.get("config", {}).get("player") or {}).get("compare"):
+                from rlg_hotreload.compare import ComparePlayer
+
+                return ComparePlayer(params, callbacks=callbacks or ())
             return HotReloadPlayer(params, callbacks=callbacks or ())
         return PpoPlayerContinuous(**kwargs)
 

@@ -20,8 +20,8 @@ import logging
 import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+from rlg_hotreload import compare_spec, distributed
 from rlg_hotreload import config as cfglib
-from rlg_hotreload import distributed
 from rlg_hotreload import params as paramslib
 from rlg_hotreload.callbacks import PlayerCallback
 from rlg_hotreload.config import ConfigError
@@ -74,6 +74,7 @@ def make_params(cfg: Dict[str, Any], edit: Optional[ParamsEdit] = None) -> Dict[
     if cfg["multi_gpu"] and ranks is not None:
         distributed.apply_ranks(cfg, ranks)
     paramslib.check_checkpoint(tr["checkpoint"], test)
+    compare_spec.check(cfg)  # compare=: its slots, before anything heavy
     if not cfg["headless"] and test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ConfigError(
             "headless=false: no display (DISPLAY is not set); use config=test_stream to watch in a browser"

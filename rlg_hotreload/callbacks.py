@@ -13,13 +13,13 @@ two callbacks wanting it cost one render (one per consuming thread when deferred
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Protocol, Sequence
+from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 # the records hooks receive (re-exported: ``from rlg_hotreload.callbacks import Summary`` keeps working)
 from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 
 __all__ = [
-    "CallbackList", "CheckpointInfo", "CheckpointStats", "EpisodeRecord", "PlayerCallback", "PlayerView", "Summary",
+    "CallbackList", "CheckpointInfo", "CheckpointStats", "CompareView", "EpisodeRecord", "PlayerCallback", "PlayerView", "Summary",
 ]  # fmt: skip
 
 log = logging.getLogger("rlg_hotreload")
@@ -53,6 +53,19 @@ class PlayerView(Protocol):
 
     def reload_health(self) -> Dict[str, Any]:
         """The checkpoint watcher's health (thread-safe)."""
+
+
+@runtime_checkable
+class CompareView(PlayerView, Protocol):
+    """A player of several policies side by side (``compare=``; :mod:`rlg_hotreload.compare`).
+
+    ``slots`` in tile order, each with ``label``, ``kind`` (latest|best|file), ``source`` (text),
+    ``first_env`` (the env its tile shows), ``current`` (CheckpointInfo or None) and ``summary`` (its own
+    :class:`Summary`). An :class:`EpisodeRecord`'s ``env_index`` is global (slot = env_index // envs per
+    slot) and its ``checkpoint`` indexes that slot's ``summary.checkpoints``. ``current`` is slot 0's.
+    """
+
+    slots: Sequence[Any]
 
 
 class PlayerCallback:

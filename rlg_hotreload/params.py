@@ -12,6 +12,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+from rlg_hotreload import compare_spec
 from rlg_hotreload import config as cfglib
 from rlg_hotreload.config import ConfigError
 
@@ -196,6 +197,9 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
         conf["num_actors"] = cfg["numEnvs"]
     elif test:
         conf["num_actors"] = 1
+    slots = compare_spec.check(cfg)
+    if slots:  # numEnvs envs per slot, one batched env
+        conf["num_actors"] *= len(slots)
     env_config = dict(conf.get("env_config") or {})
     env_config["seed"] = cfg["seed"]
     watching = cfg["stream"]["enabled"] or cfg["record"]["enabled"]
@@ -208,8 +212,11 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
         env_config["rl_device"] = cfg["rl_device"]
         env_config["sim_device"] = cfg["sim_device"]
         env_config["graphics_device_id"] = cfg["graphics_device_id"]
-        env_config.setdefault("render_width", cfg["stream"]["width"])
-        env_config.setdefault("render_height", cfg["stream"]["height"])
+        cols = compare_spec.grid(len(slots)) if slots else 1  # tiles of a compare view share the frame
+        env_config.setdefault("render_width", max(16, cfg["stream"]["width"] // cols))
+        env_config.setdefault("render_height", max(16, cfg["stream"]["height"] // cols))
+        if slots:
+            env_config["reset_groups"] = len(slots)
         env_config.setdefault("headless", cfg["headless"])
     conf["env_config"] = env_config
     if tr["maxEpochs"] is not None:
@@ -233,5 +240,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
             print_stats=tr["printStats"],
             use_vecenv=True,
         )
+        if slots:
+            player.update(compare=[sl.to_dict() for sl in slots], best_name=conf["name"] + ".pth")
         conf["player"] = player
     return params

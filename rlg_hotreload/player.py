@@ -50,6 +50,9 @@ def _ensure_log_handler() -> None:
         log.setLevel(logging.INFO)
 
 
+ensure_log_handler = _ensure_log_handler  # public: the compare player shows its lines the same way
+
+
 def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     value = cfg.get(key, default)
     if value not in allowed:

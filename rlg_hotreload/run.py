@@ -97,7 +97,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = MODULE_PROG) -> int:
         if not isinstance(e, CheckpointError):
             raise
         # a named file that does not fit the network: nothing to wait for
-        print("error: train.checkpoint=%s: %s" % (cfg["train"]["checkpoint"], e), file=sys.stderr)
+        key = "compare=%s" % cfg["compare"] if cfg.get("compare") else "train.checkpoint=%s" % cfg["train"]["checkpoint"]
+        print("error: %s: %s" % (key, e), file=sys.stderr)
         return 2
 
 

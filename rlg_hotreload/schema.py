@@ -80,6 +80,10 @@ KEYS: Tuple[Key, ...] = (
         "on `cuda:<LOCAL_RANK>`, rank 0 writes the checkpoints `latest` follows; start with `torchrun` (README: On a GPU)"),
     Key("seed", int, 42, "seed for rl-games and the envs"),
     Key("headless", bool, True, "`false` opens the simulator's viewer (needs a display)"),
+    Key("compare", str, None,
+        "play several checkpoints side by side, `numEnvs` envs each: `latest`, `best` and `.pth` files "
+        "separated by commas (BlindGrasping; README: Compare checkpoints side by side)",
+        nullable=True, allowed_text="latest, best, .pth files, comma-separated"),
     Key("train.test", bool, False, "`true` = play with HotReloadPlayer, `false` = train", aliases=("test",)),
     Key("train.checkpoint", str, "",
         "test: a `.pth` file, an experiment folder (its newest `nn/*.pth`) or `latest`; train: resume from a `.pth`",

@@ -35,6 +35,8 @@ class WeightSwap:
     #: (previous state, previous CheckpointInfo, version) from a swap until the first step succeeds
     pending_rollback: Optional[Any] = None
     initial_state: Dict[str, torch.Tensor]
+    #: put before this object's log lines (compare mode: ``[best] ``, naming the slot)
+    log_prefix: str = ""
 
     def swap_in(self, loaded: Optional[LoadedCheckpoint]) -> None:
         """Put new weights in place. Called on the player thread between two steps only."""
@@ -75,7 +77,8 @@ class WeightSwap:
         self.current = info
         best = "%.2f" % info.best_reward if info.best_reward is not None else "n/a"
         log.info(
-            "%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)%s",
+            "%s%s %s (epoch %s, frame %s, best reward %s, file age %.1f s, load %.0f ms)%s",
+            self.log_prefix,
             "Loaded" if first else "Reloaded",
             v.path,
             info.epoch,
@@ -115,8 +118,8 @@ class WeightSwap:
             self.init_rnn()
         msg = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         log.warning(
-            "Rolled back %s: its first forward pass failed (%s: %s); %s",
-            version.path, type(error).__name__, msg,
+            "%sRolled back %s: its first forward pass failed (%s: %s); %s",
+            self.log_prefix, version.path, type(error).__name__, msg,
             "playing %s again" % info.label if info is not None else "nothing is playing: waiting for a checkpoint",
         )  # fmt: skip
 

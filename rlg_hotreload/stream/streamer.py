@@ -15,10 +15,10 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.callbacks import CompareView, PlayerCallback, PlayerView
 from rlg_hotreload.pacing import RealtimePacer
 from rlg_hotreload.readyfile import write_ready_file
-from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
+from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
@@ -66,6 +66,35 @@ def _info_dict(info: CheckpointInfo) -> Dict[str, Any]:
         "load_ms": info.load_ms,
         "loaded_at": info.loaded_at,
     }
+
+
+def _cp_dict(info: CheckpointInfo, st: Optional[CheckpointStats]) -> Dict[str, Any]:
+    """A checkpoint and its episodes' numbers (the plot's and the reload list's points)."""
+    d = _info_dict(info)
+    d.update(
+        episodes=st.games if st else 0,
+        mean_reward=_finite(st.mean_reward) if st else None,
+        mean_length=_finite(st.mean_length) if st else None,
+        success_rate=st.success_rate if st else None,  # None: the task reports no success
+        success_episodes=st.success_games if st else 0,
+    )
+    return d
+
+
+def _slot_dict(slot: Any) -> Dict[str, Any]:
+    """/status block of one compare slot (see ``callbacks.CompareView``): totals and the checkpoint now."""
+    st, cur = slot.summary, slot.current
+    here = st.per_checkpoint.get(cur.index) if cur is not None else None
+    return {
+        "label": slot.label, "kind": slot.kind, "source": slot.source, "env_index": slot.first_env,
+        "checkpoint": _info_dict(cur) if cur is not None else None,
+        "games": st.games, "mean_reward": _finite(st.mean_reward), "mean_length": _finite(st.mean_length),
+        "success_rate": st.success_rate, "success_episodes": st.success_games, "reloads": st.reloads,
+        "checkpoints_loaded": len(st.checkpoints),
+        "checkpoints": [_cp_dict(info, st.per_checkpoint.get(info.index)) for info in st.checkpoints[-20:]],
+        "here": None if here is None else {
+            "games": here.games, "mean_reward": _finite(here.mean_reward), "success_rate": here.success_rate},
+    }  # fmt: skip
 
 
 class FrameStreamer(PlayerCallback):
@@ -286,16 +315,7 @@ class FrameStreamer(PlayerCallback):
         if summary is not None:
             per = dict(summary.per_checkpoint)
             for info in summary.checkpoints[-MAX_CHECKPOINTS_IN_STATUS:]:
-                st = per.get(info.index)
-                d = _info_dict(info)
-                d.update(
-                    episodes=st.games if st else 0,
-                    mean_reward=_finite(st.mean_reward) if st else None,
-                    mean_length=_finite(st.mean_length) if st else None,
-                    success_rate=st.success_rate if st else None,  # None: the task reports no success
-                    success_episodes=st.success_games if st else 0,
-                )
-                cps.append(d)
+                cps.append(_cp_dict(info, per.get(info.index)))
             mixed = per.get(None)
             snap.update(
                 reloads=summary.reloads,
@@ -306,6 +326,8 @@ class FrameStreamer(PlayerCallback):
                 mixed_episodes=mixed.games if mixed else 0,
             )
         snap["checkpoints"] = cps
+        if isinstance(player, CompareView):
+            snap["slots"] = [_slot_dict(sl) for sl in player.slots]
         with self._lock:
             self._snapshot = snap
             self._snap_dirty = False

@@ -96,6 +96,40 @@
     if (ol.innerHTML !== html) ol.innerHTML = html;
   }
 
+  // Compare mode: one card per slot, in the order of the video's tiles (left to right, row by row).
+  function esc(t) { return String(t).replace(/[<&>"]/g, ""); }
+  function drawSlots(slots) {
+    var box = $("slots");
+    box.hidden = !slots.length;
+    $("single").hidden = !!slots.length;
+    if (!slots.length) return;
+    var cols = slots.length <= 3 ? slots.length : Math.ceil(Math.sqrt(slots.length));
+    box.style.gridTemplateColumns = "repeat(" + cols + ", 1fr)";
+    var html = slots.map(function (sl) {
+      var ck = sl.checkpoint, here = sl.here || {};
+      var rate = here.success_rate === null || here.success_rate === undefined ? "" :
+        "<dt>success here</dt><dd>" + pct(here.success_rate) + "</dd>";
+      return '<div class="slot" data-label="' + esc(sl.label) + '"><h3>' + esc(sl.label) + "</h3><dl>" +
+        "<dt>checkpoint</dt><dd>" + (ck ? esc(ck.label) : "waiting…") + "</dd>" +
+        "<dt>episodes here</dt><dd>" + fmt(here.games, 0) + "</dd>" +
+        "<dt>mean reward here</dt><dd>" + fmt(here.mean_reward) + "</dd>" + rate +
+        "<dt>all episodes</dt><dd>" + sl.games + " · " + fmt(sl.mean_reward) +
+        (sl.success_rate === null || sl.success_rate === undefined ? "" : " · " + pct(sl.success_rate)) + "</dd>" +
+        "<dt>reloads</dt><dd>" + sl.reloads + "</dd></dl></div>";
+    }).join("");
+    if (box.innerHTML !== html) box.innerHTML = html;
+  }
+
+  function slotEvents(slots) {  // every slot's loads, oldest first, each named by its slot
+    var all = [];
+    slots.forEach(function (sl) {
+      (sl.checkpoints || []).forEach(function (c) {
+        var e = Object.assign({}, c); e.label = "[" + sl.label + "] " + c.label; all.push(e);
+      });
+    });
+    return all.sort(function (a, b) { return a.loaded_at - b.loaded_at; });
+  }
+
   function render(s) {
     polls += 1;
     document.body.setAttribute("data-polls", String(polls));
@@ -117,8 +151,9 @@
     set("clients", String(s.clients));
     set("seq", String(s.stream ? s.stream.seq : "–"));
     $("nofeed").hidden = !!(s.stream && s.stream.seq > 0);
+    drawSlots(s.slots || []);
     drawPlot(cps);
-    drawEvents(cps);
+    drawEvents(s.slots && s.slots.length ? slotEvents(s.slots) : cps);
   }
 
   function poll() {
