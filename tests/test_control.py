@@ -175,9 +175,7 @@ def test_all_interfaces_without_token_lets_only_loopback_clients_control(tmp_pat
     addr = _non_loopback_address()
     if addr is None:
         pytest.skip("this machine has no non-loopback IPv4 address")
-    r = ControlledRun(tmp_path, token=None)
-    r.streamer.host = "0.0.0.0"
-    r.start()
+    r = ControlledRun(tmp_path, token=None, streamBindAll="true").start()
     try:
         import http.client
 

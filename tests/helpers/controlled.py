@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 
 from helpers.players import make_player
+from helpers.procs import free_port
 from rlg_hotreload.stream import FrameStreamer
 
 
@@ -31,17 +32,21 @@ def poll_until(fn: Callable[[], Any], timeout: float = 20.0, what: str = "condit
 
 
 class ControlledRun:
-    """``start()``: a player following ``<tmp>/exp`` (a.pth = epoch 1) with a FrameStreamer; ``stop()``."""
+    """``start()``: a player following ``<tmp>/exp`` (a.pth = epoch 1), streaming as ``stream.enabled=true``
+    builds it (``streamToken`` = ``token``); ``stop()``. ``overrides``: more ``key=value`` settings."""
 
     def __init__(self, tmp_path: Any, token: Optional[str] = "s3cret", **overrides: Any) -> None:
         self.token = token
         self.exp = tmp_path / "exp"
         self.nn = self.exp / "nn"
         self.nn.mkdir(parents=True)
-        self.streamer = FrameStreamer(port=0, token=token, fps=10.0)
-        opts = dict(reloadInterval=0.1, numEnvs=1)
+        opts = {"reloadInterval": 0.1, "numEnvs": 1, "stream.enabled": "true", "stream.port": free_port(),
+                "stream.width": 160, "stream.height": 120, "stream.fps": 10}  # fmt: skip
+        if token:
+            opts["streamToken"] = token
         opts.update(overrides)
-        self.player = make_player(tmp_path, [self.streamer], **opts)
+        self.player = make_player(tmp_path, **opts)
+        self.streamer = next(cb for cb in self.player.callbacks.callbacks if isinstance(cb, FrameStreamer))
         self.saved: Dict[int, Dict[str, torch.Tensor]] = {}  # epoch -> the weights written
         self.thread: Optional[threading.Thread] = None
         self.error: Optional[BaseException] = None
