@@ -140,7 +140,11 @@ class PlayerControl:
 
     def wait(self, timeout: float) -> bool:
         """Sleep up to ``timeout`` s or until a command (or :meth:`wake`) arrives."""
-        return self._wake.wait(timeout)
+        woke = self._wake.wait(timeout)
+        with self._lock:
+            if not self._queue:
+                self._wake.clear()  # a bare wake() is consumed: the next wait sleeps again
+        return woke
 
     def publish(self, kept: Sequence[Tuple[int, str]]) -> None:
         """The checkpoints the player can go back to (index, label), oldest first."""

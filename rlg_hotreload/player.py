@@ -300,8 +300,4 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
             self._restore_signals = None
 
     def _install_signal_handlers(self) -> Callable[[], None]:
-        def announce(name: str) -> None:
-            log.info("Stopping (%s) ...", name)
-            self.control.wake()
-
-        return install_stop_handlers(self._stop_event, announce)
+        return install_stop_handlers(self._stop_event, lambda name: log.info("Stopping (%s) ...", name))

@@ -4,12 +4,20 @@ pause/resume, pin/follow and back as POST /control/<action>; 401 without the tok
 405 for GET; every action logged.
 """
 
+import http.client
+import json
+import signal
 import socket
+import urllib.request
 
 import pytest
+import torch
 from helpers.controlled import ControlledRun, poll_until
+from helpers.players import make_player
+from helpers.procs import Proc, free_port
 
 from rlg_hotreload import steer
+from rlg_hotreload.readyfile import wait_ready_file
 
 
 @pytest.fixture
@@ -60,7 +68,9 @@ def test_pin_keeps_the_checkpoint_and_follow_swaps_the_newest_at_once(run, rlg_l
     run.save("c.pth", 3)  # the newest of the two waits in the mailbox
     poll_until(lambda: run.status()["control"]["newer_waiting"], 20, "the watcher to prepare c.pth")
     steps = run.player.summary.steps
-    poll_until(lambda: run.player.summary.steps > steps + 450, 60, "two more games (swap points) while pinned")
+    poll_until(
+        lambda: run.player.summary.steps > steps + 450, 60, "two more games (swap points) while pinned"
+    )
     st = run.status()
     assert st["checkpoint"]["label"] == "a@ep1" and st["checkpoints_loaded"] == 1
     assert run.weights_are(1)
@@ -121,7 +131,10 @@ def test_back_refuses_checkpoints_no_longer_kept(tmp_path, monkeypatch):
         st = r.status()
         assert [k["index"] for k in st["control"]["kept"]] == [1, 2]
         code, body = r.post("back", {"to": 0})
-        assert code == 409 and "#0 a@ep1 is no longer kept in memory (the last 2 played are: #1, #2)" in body["message"]
+        assert (
+            code == 409
+            and "#0 a@ep1 is no longer kept in memory (the last 2 played are: #1, #2)" in body["message"]
+        )
         assert r.player.current.index == 2 and r.weights_are(3)
         code, body = r.post("back", {"to": "previous"})
         assert code == 200 and r.player.current.index == 1 and r.weights_are(2)
@@ -147,7 +160,10 @@ def test_refused_requests(run, rlg_log):
     assert run.request("POST", "/control/pause", b"a=1", form)[0] == 415
     code, body = run.post("back", {"to": "yesterday"})
     assert code == 400 and "to='yesterday': allowed values are 'previous' or a checkpoint index" in body
-    assert run.request("POST", "/control/back", b"[1]", dict(origin, **{"Content-Type": "application/json"}))[0] == 400
+    assert (
+        run.request("POST", "/control/back", b"[1]", dict(origin, **{"Content-Type": "application/json"}))[0]
+        == 400
+    )
     assert run.post("explode")[0] == 404
     # nothing happened, and each refusal was logged
     st = run.status()["control"]
@@ -177,8 +193,6 @@ def test_all_interfaces_without_token_lets_only_loopback_clients_control(tmp_pat
         pytest.skip("this machine has no non-loopback IPv4 address")
     r = ControlledRun(tmp_path, token=None, streamBindAll="true").start()
     try:
-        import http.client
-
         conn = http.client.HTTPConnection(addr, r.streamer.port, timeout=15)
         conn.request("POST", "/control/pause", b"{}", {"Content-Type": "application/json"})
         resp = conn.getresponse()
@@ -190,3 +204,33 @@ def test_all_interfaces_without_token_lets_only_loopback_clients_control(tmp_pat
         assert code == 200 and body["control"]["paused"] is True
     finally:
         r.stop()
+
+
+def test_cli_paused_from_http_stops_on_ctrl_c(tmp_path):
+    """The real CLI (config=test_stream): paused through POST /control/pause, then Ctrl+C ends it cleanly."""
+    nn = tmp_path / "exp" / "nn"
+    nn.mkdir(parents=True)
+    maker = make_player(tmp_path, numEnvs=1)  # the CLI's network: its own initial weights as epoch 1
+    torch.save({"model": maker.initial_state, "epoch": 1, "frame": 0, "optimizer": {}, "last_mean_rewards": 0.0,
+                "env_state": None}, nn / "a.pth")  # fmt: skip
+    maker.close_all()
+    ready = tmp_path / "stream.json"
+    mon = Proc(["config=test_stream", "task=Pendulum-v1", "checkpoint=%s" % nn.parent, "printStats=false",
+                "streamPort=%d" % free_port(), "streamReadyFile=%s" % ready, "streamToken=t0k",
+                "stream.width=160", "stream.height=120"], str(tmp_path))  # fmt: skip
+    try:
+        info = wait_ready_file(str(ready), 90, alive=lambda: mon.p.poll() is None)
+        assert info is not None, mon.output()[-3000:]
+        mon.wait_for(r"Loaded .*a\.pth \(epoch 1,", 90)
+        req = urllib.request.Request(info["url"] + "control/pause?token=t0k", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=15) as r:
+            body = json.loads(r.read())
+        assert body["ok"] is True and body["control"]["paused"] is True
+        mon.wait_for(r"Control: paused by 127\.0\.0\.1 \(step \d+, playing a@ep1\)", 10)
+        mon.interrupt(signal.SIGINT, timeout=30)
+        assert mon.p.returncode == 0, mon.output()[-3000:]
+    finally:
+        mon.kill()
+    out = mon.output()
+    assert "Stopping (SIGINT)" in out and "Summary:" in out and "Traceback" not in out

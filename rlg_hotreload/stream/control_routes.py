@@ -83,7 +83,7 @@ def add_control_routes(app: Flask, streamer: "FrameStreamer") -> None:
                          "\"previous\"}", 415)  # fmt: skip
         body = request.get_json(silent=True) if request.get_data() else {}
         if not isinstance(body, dict):
-            return _text("400: the body must be a JSON object, e.g. {} or {\"to\": 3}", 400)
+            return _text('400: the body must be a JSON object, e.g. {} or {"to": 3}', 400)
         try:
             cmd = ctl.submit(action, body.get("to"), who=request.remote_addr or "?")
         except ValueError as e:

@@ -80,7 +80,9 @@ class ControlledRun:
 
         self.thread = threading.Thread(target=play, name="controlled-player", daemon=True)
         self.thread.start()
-        poll_until(lambda: self.streamer.port is not None and self.status()["steps"] > 0, 60, "the first steps")
+        poll_until(
+            lambda: self.streamer.port is not None and self.status()["steps"] > 0, 60, "the first steps"
+        )
         return self
 
     def stop(self) -> None:
@@ -110,7 +112,9 @@ class ControlledRun:
         headers = {"Content-Type": "application/json", "Origin": "http://127.0.0.1:%d" % self.streamer.port,
                    "Sec-Fetch-Site": "same-origin"}  # fmt: skip
         headers.update(kw.pop("headers", {}))
-        status, text = self.request("POST", "/control/" + action, json.dumps(body or {}).encode(), headers, **kw)
+        status, text = self.request(
+            "POST", "/control/" + action, json.dumps(body or {}).encode(), headers, **kw
+        )
         try:
             return status, json.loads(text)
         except ValueError:
