@@ -234,3 +234,14 @@ def test_cli_paused_from_http_stops_on_ctrl_c(tmp_path):
         mon.kill()
     out = mon.output()
     assert "Stopping (SIGINT)" in out and "Summary:" in out and "Traceback" not in out
+
+
+def test_stream_control_false_is_view_only(tmp_path, rlg_log):
+    r = ControlledRun(tmp_path, streamControl="false").start()
+    try:
+        assert r.status()["control"] is None  # the page hides its buttons
+        code, text = r.post("pause")
+        assert code == 404 and "takes no control requests" in text
+        assert not r.player.control.paused and "Control: refused POST /control/pause" in rlg_log.text
+    finally:
+        r.stop()
