@@ -142,6 +142,10 @@ class Steer(WeightSwap):
 
     def _play_kept(self, info: CheckpointInfo) -> None:
         """Swap in weights played before, from memory (validated then; their first step succeeded)."""
+        if self.pending_rollback is not None and self.current is not None:
+            # the one playing never took a step (its first forward pass is what proves it): not kept, so that
+            # a later back never plays weights that could fail with no rollback to fall back on
+            self._kept.pop(self.current.index, None)
         state, env_state = self._kept[info.index]
         self.model.load_state_dict(state, **self._assign_kw())
         if env_state is not None and self.env is not None and self.load_env_state == "always":

@@ -245,3 +245,23 @@ def test_stream_control_false_is_view_only(tmp_path, rlg_log):
         assert not r.player.control.paused and "Control: refused POST /control/pause" in rlg_log.text
     finally:
         r.stop()
+
+
+def test_back_before_a_new_checkpoint_stepped_forgets_it(run):
+    """Paused: follow swaps b in, back leaves it before its first step. b is unproven (its first forward
+    pass is what validates it, with a rollback), so it is not kept for a later back; follow reaches it
+    again only when the watcher prepares a newer file."""
+    assert run.post("pause")[0] == 200
+    run.save("b.pth", 2)
+    poll_until(lambda: run.player.watcher.ready, 20, "b.pth prepared")
+    code, body = run.post("follow")
+    assert code == 200 and run.player.current.label == "b@ep2"
+    code, body = run.post("back", {"to": "previous"})
+    assert code == 200 and run.player.current.label == "a@ep1" and run.weights_are(1)
+    assert [k["index"] for k in body["control"]["kept"]] == [0]
+    code, body = run.post("back", {"to": 1})
+    assert code == 409 and "no longer kept" in body["message"]
+    steps = run.player.summary.steps
+    assert run.post("resume")[0] == 200
+    poll_until(lambda: run.player.summary.steps > steps + 20, 20, "steps under a@ep1")
+    assert run.player.current.label == "a@ep1"
