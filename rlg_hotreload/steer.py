@@ -125,14 +125,10 @@ class Steer(WeightSwap):
             target = max(earlier)
         cps = self.summary.checkpoints
         if not isinstance(target, int) or target >= len(cps):
-            return False, "no checkpoint #%s: %d were loaded (indices 0..%d)" % (
-                target,
-                len(cps),
-                len(cps) - 1,
-            )
+            return False, "no checkpoint #%s: %d were loaded (indices 0..%d)" % (target, len(cps), len(cps) - 1)
         if target not in self._kept:
             return False, "#%d %s is no longer kept in memory (the last %d played are: %s)" % (
-                target, cps[target].label, KEEP_CHECKPOINTS, ", ".join("#%d" % i for i in self._kept))  # fmt: skip
+                target, cps[target].label, KEEP_CHECKPOINTS, ", ".join("#%d" % i for i in sorted(self._kept)))  # fmt: skip
         self.control.pinned = True
         if target == cur.index:
             return True, "back to #%d %s by %s: already playing it; pinned" % (target, cur.label, who)
