@@ -16,6 +16,13 @@ separate process (their own GIL), like browsers would.
 
     python benchmarks/stream.py [--seconds 3] [--repeat 3] [--clients 1 4 16] [--step-us 0 1000]
                                 [--out benchmarks/results/stream.json]
+
+``--task BlindGrasping``: instead, what watching costs a REAL BlindGrasping monitor (sim=mujoco, 1 env,
+unpaced, 640x480): steps/s with 0 clients (twice: A/A), 1 and 16 clients with frames rendered off the
+player thread, and 1 client rendered on it (as before); see benchmarks/stream_monitor.py. About 2 min:
+
+    MUJOCO_GL=egl PYTHONPATH=$PWD python benchmarks/stream.py --task BlindGrasping [--seconds 5]
+        [--repeat 3] [--out benchmarks/results/stream_blind_grasping.json]
 """
 
 import argparse
@@ -235,7 +242,10 @@ def run_table(args: argparse.Namespace, extra_us: float) -> List[Dict[str, Any]]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=3.0)
+    ap.add_argument("--task", choices=("Pendulum-v1", "BlindGrasping"), default="Pendulum-v1")
+    ap.add_argument("--seconds", type=float, default=None, help="per window (default 3; BlindGrasping 5)")
+    ap.add_argument("--fps", type=float, default=30.0, help="stream fps cap (BlindGrasping)")
+    ap.add_argument("--warmup", type=float, default=1.0, help="s before each window (BlindGrasping)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument(
         "--step-us",
@@ -245,8 +255,24 @@ def main() -> None:
         help="extra busy work per step (0 = bare Pendulum + MLP, ~50 us; 1000 ~ a MuJoCo task + policy)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the table shows medians")
-    ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "stream.json"))
+    ap.add_argument("--out", default=None, help="default benchmarks/results/stream[_blind_grasping].json")
     args = ap.parse_args()
+    if args.seconds is None:
+        args.seconds = 5.0 if args.task == "BlindGrasping" else 3.0
+    if args.out is None:
+        name = "stream_blind_grasping.json" if args.task == "BlindGrasping" else "stream.json"
+        args.out = os.path.join(REPO, "benchmarks", "results", name)
+    if args.task == "BlindGrasping":
+        import stream_monitor  # benchmarks/ is on sys.path: this script's folder
+
+        payload = stream_monitor.run(args, os.path.abspath(__file__))
+        meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
+                "host": platform.node(), "command": " ".join(sys.argv)}  # fmt: skip
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump({"meta": meta, **payload}, f, indent=2)
+        print("wrote", args.out)
+        return
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     all_rows: List[Dict[str, Any]] = []

@@ -23,7 +23,7 @@ import torch
 from .asset import ASSET_PATH, HAND_JOINTS, read_asset_info
 from .config import BlindGraspingConfig, resolve_device
 from .mjcf_layout import MjLayout, free_box_invweight
-from .mujoco_view import MujocoView
+from .mujoco_view import MjState, MujocoView
 from .task_core import SimState, TaskCore
 from .task_math import box_inertia
 from .vecenv_api import VecEnvApi
@@ -104,7 +104,9 @@ class MjWarpBlindGrasping(VecEnvApi):
         log.info("MuJoCo Warp: ready in %.1f s", time.monotonic() - started)
         self._host_data = mujoco.MjData(self.mjm)
         self._host_model = self.mjm
-        self.view = MujocoView(self._host_model, self._host_data, cfg, self.core.dt, refresh=self._copy_env0)
+        self.view = MujocoView(
+            self._host_model, self._host_data, cfg, self.core.dt, refresh=self._copy_env0, snapshot=self._env0_state
+        )
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
         self.action_space = gymnasium.spaces.Box(-1.0, 1.0, (len(HAND_JOINTS),), np.float32)
         self._obs = self.reset()
@@ -132,6 +134,15 @@ class MjWarpBlindGrasping(VecEnvApi):
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0: its state is copied to the host and drawn by MuJoCo's renderer."""
         return self.view.render(mode)
+
+    def render_state(self) -> Any:
+        """Env 0's state for a frame drawn off the player thread: one small device-to-host copy that
+        the player thread does not wait for (the renderer's thread does)."""
+        return self.view.render_state()
+
+    def make_frame_renderer(self) -> Any:
+        """A renderer of ``render_state()`` snapshots for a watcher's thread (see mujoco_view)."""
+        return self.view.make_frame_renderer()
 
     def close(self) -> None:
         self.view.close()
@@ -230,3 +241,24 @@ class MjWarpBlindGrasping(VecEnvApi):
         hd.qpos[:] = self._qpos[0].cpu().numpy()
         hd.qvel[:] = self._qvel[0].cpu().numpy()
         mujoco.mj_forward(hm, hd)
+
+    def _env0_state(self) -> MjState:
+        """Env 0's qpos, qvel and box size in one device-to-host copy; on a GPU it is not waited for here:
+        ``MjState.ready`` (called by the renderer's thread) waits for it."""
+        hd = self._host_data
+        parts = (self._qpos[0], self._qvel[0], self._geom_size[0].reshape(-1), self._geom_rbound[0])
+        flat = torch.cat([p.float() for p in parts])
+        ready = None
+        if self.device.type == "cuda":
+            host = flat.to("cpu", non_blocking=True)  # pinned memory; filled once the event has passed
+            event = torch.cuda.Event()
+            event.record()
+            ready = event.synchronize
+        else:
+            host = flat
+        arr = host.numpy()  # views below keep `host` alive
+        nq, nv, ng = self.mjm.nq, self.mjm.nv, self.mjm.ngeom
+        q, v, gs = arr[:nq], arr[nq : nq + nv], arr[nq + nv : nq + nv + 3 * ng].reshape(ng, 3)
+        return MjState(
+            q, v, hd.act.copy(), hd.mocap_pos.copy(), hd.mocap_quat.copy(), 0.0, gs, arr[nq + nv + 3 * ng :], ready
+        )

@@ -99,6 +99,14 @@ class MujocoBlindGrasping(VecEnvApi):
         """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
         return self.view.render(mode)
 
+    def render_state(self) -> Any:
+        """Env 0's state, copied (microseconds): frames of it are drawn off the player thread."""
+        return self.view.render_state()
+
+    def make_frame_renderer(self) -> Any:
+        """A renderer of ``render_state()`` snapshots for a watcher's thread (see mujoco_view)."""
+        return self.view.make_frame_renderer()
+
     def close(self) -> None:
         self.view.close()
         if self._pool is not None:

@@ -6,9 +6,10 @@ with a few optional hooks, composed in a list and called by the player in a fixe
 
 All hooks run on the player thread, between environment steps. They must return quickly: heavy work
 (JPEG/mp4 encoding, network I/O) belongs on the callback's own thread. A callback that wants a frame
-calls ``player.grab_frame()`` from ``on_step``; rendering happens only then, so nobody pays for
-frames nobody watches, and the player keeps that frame for the rest of the step, so two callbacks
-wanting it cost one render.
+calls ``player.grab_frame()`` (or ``grab_frame_deferred()``, rendered on the callback's own thread where
+the env allows, see :mod:`rlg_hotreload.frame_grab`) from ``on_step``; rendering happens only then, so
+nobody pays for frames nobody watches, and the player keeps that frame for the rest of the step, so
+two callbacks wanting it cost one render (one per consuming thread when deferred).
 """
 
 import logging
@@ -46,6 +47,10 @@ class PlayerView(Protocol):
 
     def grab_frame(self) -> Any:
         """The current frame (HxWx3 uint8 array) or None; rendered at most once per step."""
+
+    def grab_frame_deferred(self) -> Any:
+        """As ``grab_frame``, or, when the env can render elsewhere, a ``frame_grab.PendingFrame`` (a copy of
+        its state) that the caller's own thread renders with a ``frame_grab.FrameResolver``."""
 
     def request_stop(self) -> None:
         """End the play loop after the current step (thread-safe)."""

@@ -1,11 +1,16 @@
 """Encode-once frame hub: one JPEG per rendered frame, fanned out to every viewer by sequence number.
 
 Why this shape: the seed split one frame queue between browser clients (each saw a fraction of the
-frames) and re-encoded per client. Here the player thread only drops an ndarray into a one-slot
+frames) and re-encoded per client. Here the player thread only drops a frame into a one-slot
 mailbox (never blocks; an older unencoded frame is replaced and counted as dropped), a single
 encoder thread turns it into JPEG bytes once, and publishes ``(seq, jpeg, t_render)`` under a
 condition variable. Each client waits for ``seq > last_seen`` and always takes the newest frame,
 so a slow client skips frames instead of slowing anyone else.
+
+The frame dropped into the mailbox may be a :class:`~rlg_hotreload.frame_grab.PendingFrame` (the
+watched env's state, copied by the player thread): then this same thread renders it first, with a
+renderer it owns and closes when it ends (a GL context belongs to one thread). A stale state is
+replaced like a stale array, so renders never queue up either: at most one per published frame.
 """
 
 import io
@@ -17,6 +22,8 @@ from typing import Deque, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 from PIL import Image
+
+from rlg_hotreload.frame_grab import FrameLike, FrameResolver, PendingFrame
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -34,7 +41,9 @@ def mjpeg_part(jpeg: bytes, seq: int, t_render: float) -> bytes:
 
 
 class Frame(NamedTuple):
-    """One published frame. ``t_render`` is ``time.time()`` right after the render returned.
+    """One published frame. ``t_render`` is ``time.time()`` right after the render returned on the
+    player thread, or, for a frame rendered on the encoder thread, when the player copied its state
+    (so a latency measured from it includes that render).
 
     ``part`` is the complete multipart chunk, built once here so that each client thread only
     writes bytes (less work under the GIL per client, i.e. less pressure on the player thread).
@@ -110,7 +119,7 @@ class FrameHub:
         self.quality = int(quality)
         self.size = size
         self._cond = threading.Condition()
-        self._mailbox: Optional[Tuple[np.ndarray, float]] = None
+        self._mailbox: Optional[Tuple[FrameLike, float]] = None
         self._latest: Optional[Frame] = None
         self._closed = False
         self._clients = 0
@@ -120,6 +129,8 @@ class FrameHub:
         self.dropped = 0  # replaced in the mailbox before the encoder got to them
         self.sent = 0  # frame deliveries summed over clients
         self.encode_s = 0.0  # total seconds spent encoding
+        self.rendered = 0  # PendingFrames rendered by the encoder thread (off the player thread)
+        self.render_s = 0.0  # total seconds spent rendering them
         self.source_rate = RateMeter()
         self.encode_rate = RateMeter()
         self.send_rate = RateMeter()
@@ -174,9 +185,12 @@ class FrameHub:
             return self._cond.wait_for(lambda: self._clients == n, timeout)
 
     # -- producer side (player thread) -------------------------------------------------------
-    def submit(self, frame: np.ndarray, t_render: Optional[float] = None) -> None:
-        """Hand a rendered frame to the encoder without blocking; replaces an unencoded older one."""
-        t = time.time() if t_render is None else t_render
+    def submit(self, frame: FrameLike, t_render: Optional[float] = None) -> None:
+        """Hand a frame (pixels, or a PendingFrame to render) to the encoder without blocking; replaces an
+        unencoded older one. ``t_render`` defaults to the PendingFrame's state time, else now."""
+        if t_render is None:
+            t_render = frame.t_state if isinstance(frame, PendingFrame) else time.time()
+        t = t_render
         with self._cond:
             if self._mailbox is not None:
                 self.dropped += 1
@@ -197,6 +211,13 @@ class FrameHub:
         return buf.getvalue(), img.size[0], img.size[1]
 
     def _encode_loop(self) -> None:
+        resolver = FrameResolver()
+        try:
+            self._encode_frames(resolver)
+        finally:
+            resolver.close()  # on this thread: its GL context was made current here
+
+    def _encode_frames(self, resolver: FrameResolver) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._mailbox is not None or self._closed)
@@ -205,7 +226,17 @@ class FrameHub:
                 item = self._mailbox
                 self._mailbox = None
             assert item is not None
-            frame, t_render = item
+            pending, t_render = item
+            if isinstance(pending, PendingFrame):
+                done, spent = resolver.rendered, resolver.render_s
+                frame = resolver(pending)
+                with self._cond:
+                    self.rendered += resolver.rendered - done
+                    self.render_s += resolver.render_s - spent
+                if frame is None:
+                    continue
+            else:
+                frame = pending
             t0 = time.perf_counter()
             try:
                 jpeg, w, h = self.encode(frame)
@@ -265,6 +296,8 @@ class FrameHub:
             "frames_dropped": self.dropped,
             "frames_sent": self.sent,
             "encode_ms_mean": round(1000.0 * self.encode_s / self.encoded, 2) if self.encoded else None,
+            "frames_rendered_by_encoder": self.rendered,  # rendered on the encoder thread, not the player's
+            "render_ms_mean": round(1000.0 * self.render_s / self.rendered, 2) if self.rendered else None,
             "seq": latest.seq if latest else 0,
             "width": latest.width if latest else None,
             "height": latest.height if latest else None,

@@ -2,8 +2,10 @@
 
 Why per reload: a video per checkpoint is the record of how the policy changed during training.
 Why a writer thread: H.264 encoding takes milliseconds per frame; the player thread only queues
-arrays. The queue is bounded and ``put`` blocks (bounded wait), so during a recorded episode the
-player is throttled to the encoder's speed instead of silently losing frames.
+arrays, or, for envs that can render off the player thread, copies of the state that the writer
+thread renders (:mod:`rlg_hotreload.frame_grab`). The queue is bounded and ``put`` blocks (bounded
+wait), so during a recorded episode the player is throttled to the writer's speed instead of
+silently losing frames.
 
 Episodes are counted for env 0 only. The episode running when a reload happens spans two
 checkpoints (the player reports it with ``checkpoint=None``): if env 0's first episode after a
@@ -23,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from rlg_hotreload.callbacks import PlayerCallback, PlayerView
+from rlg_hotreload.frame_grab import FrameResolver
 from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.hub import fit_size, to_rgb_uint8
 
@@ -92,7 +95,7 @@ class Recorder(PlayerCallback):
         self._phase += 1
         if (self._phase - 1) % self._every:
             return
-        frame = player.grab_frame()  # rendered once per step by the player, shared with the streamer
+        frame = player.grab_frame_deferred()  # once per step, shared with the streamer; maybe a state to render
         if frame is None:
             return
         try:
@@ -179,6 +182,13 @@ class Recorder(PlayerCallback):
         return arr[:h, :w]
 
     def _work(self) -> None:
+        resolver = FrameResolver()
+        try:
+            self._write_files(resolver)
+        finally:
+            resolver.close()  # on this thread: its GL context was made current here
+
+    def _write_files(self, resolve: FrameResolver) -> None:
         writer: Any = None
         path: Optional[str] = None
         fps = self.fps
@@ -190,6 +200,9 @@ class Recorder(PlayerCallback):
                 count = 0
             elif kind == _FRAME:
                 if path is None:
+                    continue
+                frame = resolve(arg)
+                if frame is None:
                     continue
                 try:
                     if writer is None:
@@ -203,7 +216,7 @@ class Recorder(PlayerCallback):
                             macro_block_size=2,
                             ffmpeg_log_level="error",
                         )
-                    writer.append_data(self._prepare(arg))
+                    writer.append_data(self._prepare(frame))
                     count += 1
                 except (OSError, ValueError, RuntimeError) as e:
                     log.error("Recorder: cannot write %s: %s; skipping this recording", path, e)

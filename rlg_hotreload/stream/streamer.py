@@ -2,7 +2,8 @@
 
 Why a callback that owns its server: the player stays ignorant of HTTP; it calls hooks between
 steps, and this object decides whether a frame is wanted (someone watches and the fps cap allows),
-grabs it, and hands it to the encode-once hub. Network work happens on the server's own threads.
+grabs it (for envs that allow it, only a copy of the state: the hub's thread renders it), and hands
+it to the encode-once hub. Network work happens on the server's own threads.
 """
 
 import logging
@@ -273,9 +274,11 @@ class FrameStreamer(PlayerCallback):
             self._next_frame_t = now + interval
         else:
             self._next_frame_t += interval
-        frame = player.grab_frame()  # the player renders once per step, however many callbacks ask
+        # Pixels, or (when the env can) a copy of its state that the hub's thread renders: the player
+        # thread then pays microseconds, not a render. Once per step, however many callbacks ask.
+        frame = player.grab_frame_deferred()
         if frame is not None:
-            self.hub.submit(frame, time.time())
+            self.hub.submit(frame)
 
     # -- status --------------------------------------------------------------------------------
     def _refresh_snapshot(self, player: PlayerView) -> None:

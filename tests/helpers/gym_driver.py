@@ -58,6 +58,10 @@ class GymDriver:
         self._frame_step, self._frame = self.steps, frame
         return frame
 
+    def grab_frame_deferred(self) -> Optional[np.ndarray]:
+        """gymnasium envs cannot render off the player thread: the synchronous frame, as the player."""
+        return self.grab_frame()
+
     def request_stop(self) -> None:
         self.stop_event.set()
 

@@ -26,11 +26,17 @@ class Proc:
     """A CLI subprocess whose merged stdout/stderr is collected line by line by a reader thread."""
 
     def __init__(
-        self, args: Sequence[str], cwd: str, module: str = "rlg_hotreload.run", new_session: bool = False
+        self,
+        args: Sequence[str],
+        cwd: str,
+        module: str = "rlg_hotreload.run",
+        new_session: bool = False,
+        script: Optional[str] = None,
     ) -> None:
+        """Runs ``python -m module args``, or ``python script args`` when ``script`` (a file) is given."""
         self.args = list(args)
         self.p = subprocess.Popen(
-            [sys.executable, "-m", module, *args],
+            [sys.executable, *([script] if script else ["-m", module]), *args],
             cwd=cwd,
             env=cli_env(),
             stdout=subprocess.PIPE,
