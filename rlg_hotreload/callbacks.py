@@ -13,13 +13,17 @@ two callbacks wanting it cost one render (one per consuming thread when deferred
 """
 
 import logging
-from typing import Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 # the records hooks receive (re-exported: ``from rlg_hotreload.callbacks import Summary`` keeps working)
 from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 
+if TYPE_CHECKING:  # pragma: no cover
+    from rlg_hotreload.control import PlayerControl
+
 __all__ = [
-    "CallbackList", "CheckpointInfo", "CheckpointStats", "CompareView", "EpisodeRecord", "PlayerCallback", "PlayerView", "Summary",
+    "CallbackList", "CheckpointInfo", "CheckpointStats", "CompareView", "Controllable", "EpisodeRecord",
+    "PlayerCallback", "PlayerView", "Summary",
 ]  # fmt: skip
 
 log = logging.getLogger("rlg_hotreload")
@@ -68,13 +72,28 @@ class CompareView(PlayerView, Protocol):
     slots: Sequence[Any]
 
 
+@runtime_checkable
+class Controllable(Protocol):
+    """A player that takes pause/resume, pin/follow and back requests (HotReloadPlayer does).
+
+    ``control.pause()``, ``.resume()``, ``.pin()``, ``.follow()``, ``.back("previous" | index)`` may be
+    called from any thread (the stream page's POSTs do); each returns a ``Command`` the player applies
+    between two steps, in order, logging one line. From a callback, don't ``wait()`` on it: it applies
+    after the callback returns. ``control.state()`` (thread-safe) is what ``/status`` shows. Why apart
+    from :class:`PlayerView`: stand-ins and other players need not offer control; ``isinstance`` tells.
+    """
+
+    control: "PlayerControl"
+
+
 class PlayerCallback:
     """Base class with no-op hooks; override the ones you need.
 
     Lifecycle (as SB3's ``init_callback``): ``setup(player)`` once, when the player starts following
     checkpoints (a streamer binds its port here), and ``close()`` once after ``on_stop`` (or after a failed
     start), whatever happened: release servers, threads and files there. Order of calls: ``on_start`` once (after the first weights are loaded, before the first step),
-    ``on_reload`` for every checkpoint swapped in (including the first), ``on_step`` after every
+    ``on_reload`` for every checkpoint swapped in (including the first; after ``control.back`` an earlier
+    ``info`` again, its index repeating), ``on_step`` after every
     environment step, ``on_episode_end`` for each finished episode, ``on_stop`` once at the end
     (also after Ctrl+C / SIGTERM; the summary is final then).
     """

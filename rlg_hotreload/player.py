@@ -31,7 +31,7 @@ from rlg_hotreload.reload import (
     CheckpointWatcher,
 )
 from rlg_hotreload.signals import install_stop_handlers
-from rlg_hotreload.swap import WeightSwap
+from rlg_hotreload.steer import Steer
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -39,6 +39,7 @@ SWAP_AT = ("auto", "game", "step")
 ENV_STATE = ("always", "first", "never")
 SUMMARY_ROWS = 20  # per-checkpoint lines in the final summary (a week-long run reloads thousands of times)
 FIRST_CHECK_WAIT_S = 60.0  # restore() waits this long at most for the first check (bounded, interruptible)
+PAUSE_POLL_S = 0.25  # a paused player looks at its stop flag this often (a command or a stop wakes it at once)
 
 
 def _ensure_log_handler() -> None:
@@ -60,14 +61,15 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(WeightSwap, FrameGrab, PpoPlayerContinuous):
+class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
     0 = load once), ``swap_at`` (auto|game|step; auto = game for one env, step for batched envs),
     ``load_env_state`` (always|first|never, default always, as stock ``restore``), ``train_dir``
     (where ``latest`` looks, default ``runs``), ``checkpoint`` (used when ``restore`` is not called).
-    ``games_num: 0`` plays until Ctrl+C / SIGTERM.
+    ``games_num: 0`` plays until Ctrl+C / SIGTERM. ``control`` (:class:`~rlg_hotreload.control.PlayerControl`)
+    pauses, pins, goes back to an earlier checkpoint or follows again, from any thread.
     """
 
     def __init__(self, params: Dict[str, Any], callbacks: Any = ()) -> None:
@@ -91,6 +93,7 @@ class HotReloadPlayer(WeightSwap, FrameGrab, PpoPlayerContinuous):
         self.current: Optional[CheckpointInfo] = None
         self.source = ""
         self.init_frames()
+        self.init_steer()
         self.watcher: Optional[CheckpointWatcher] = None
         self._stop_event = threading.Event()
         # set from restore() until run() ends: a stop signal between the two must not kill the process
@@ -149,6 +152,7 @@ class HotReloadPlayer(WeightSwap, FrameGrab, PpoPlayerContinuous):
     def request_stop(self) -> None:
         """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
         self._stop_event.set()
+        self.control.wake()  # a paused player notices at once
 
     def env_step(self, env: Any, actions: torch.Tensor) -> Any:
         """As rl-games', but rewards and dones stay on the policy's device: the stock player copies
@@ -212,8 +216,14 @@ class HotReloadPlayer(WeightSwap, FrameGrab, PpoPlayerContinuous):
         n_games = self.games_num
         at_boundary = True
         step_no = 0
+        control = self.control
         while not self._stop_event.is_set():
-            if watcher.ready and (at_boundary or not swap_at_game):
+            if control.pending and self.steer():  # pause, pin, back, follow: applied here, between steps
+                episodes.swapped(self.current.index)  # type: ignore[union-attr]
+            if control.paused:
+                control.wait(PAUSE_POLL_S)
+                continue
+            if watcher.ready and not control.pinned and (at_boundary or not swap_at_game):
                 self.swap_in(watcher.take())
                 episodes.swapped(self.current.index)  # type: ignore[union-attr]
             at_boundary = False

@@ -125,6 +125,10 @@ KEYS: Tuple[Key, ...] = (
         "pace the simulation to wall-clock speed (one `control_dt` per step), watched or not: the monitor then "
         "takes the CPU of one real-time env, not all it can get",
         aliases=("streamRealtime",)),
+    Key("stream.control", bool, True,
+        "the page's pause/resume, pin/follow and back buttons (`POST /control/<action>`, JSON body, same "
+        "origin, the token when one is set; without a token on all interfaces only loopback clients); "
+        "`false` = view only", aliases=("streamControl",)),
     Key("stream.readyFile", str, None,
         "once serving, write `{\"url\", \"port\", \"pid\"}` as JSON to this path (for scripts)",
         aliases=("streamReadyFile",), nullable=True, allowed_text="a file path"),

@@ -173,3 +173,42 @@ def test_page_plots_success_as_a_second_series_for_blind_grasping(browser, tmp_p
         player.request_stop()
         t.join(30)
     assert not t.is_alive()
+
+
+def test_page_controls_pause_resume_and_back(browser, tmp_path):
+    """A REAL Pendulum player: the page's buttons POST (cookie token, same origin) and reflect /status."""
+    from helpers.controlled import ControlledRun
+
+    r = ControlledRun(tmp_path, token="tok3n").start()
+    try:
+        browser.get(r.streamer.url + "?token=tok3n")
+        el = lambda i: browser.find_element("id", i)  # noqa: E731
+        wait_for(lambda: el("controls").is_displayed(), what="the controls")
+        wait_for(lambda: el("ctl-state").text == "playing · following", what="the control state")
+
+        el("btn-pause").click()
+        wait_for(lambda: el("controls").get_attribute("data-paused") == "true", what="paused on the page")
+        assert r.player.control.paused
+        assert el("btn-pause").text == "Resume" and el("ctl-state").text.startswith("paused")
+        assert "Control: paused by 127.0.0.1" in el("ctl-msg").text
+        steps = r.player.summary.steps
+        polls = int(browser.find_element("tag name", "body").get_attribute("data-polls"))
+        wait_for(lambda: int(browser.find_element("tag name", "body").get_attribute("data-polls")) >= polls + 2,
+                 what="two more status polls while paused")  # fmt: skip
+        assert r.player.summary.steps == steps, "paused from the page, yet the player stepped"
+
+        el("btn-pause").click()
+        wait_for(lambda: el("controls").get_attribute("data-paused") == "false", what="resumed on the page")
+        wait_for(lambda: r.player.summary.steps > steps, what="steps after resume")
+
+        r.save("b.pth", 2)
+        wait_for(lambda: el("ck-label").text == "b@ep2", timeout=30, what="b.pth playing")
+        wait_for(lambda: el("btn-back").is_enabled(), what="a checkpoint to go back to")
+        el("btn-back").click()
+        wait_for(lambda: el("ck-label").text == "a@ep1", what="back to a@ep1 on the page")
+        assert r.player.current.index == 0 and r.weights_are(1)
+        assert el("controls").get_attribute("data-pinned") == "true" and el("btn-pin").text == "Follow"
+        el("btn-pin").click()
+        wait_for(lambda: el("ck-label").text == "b@ep2", what="following again: the newest plays")
+    finally:
+        r.stop()

@@ -1,4 +1,5 @@
-"""The Flask app behind the streamer: page, MJPEG stream, status JSON, health check, optional token.
+"""The Flask app behind the streamer: page, MJPEG stream, status JSON, health check, optional token
+(and the control routes of :mod:`rlg_hotreload.stream.control_routes`).
 
 Why a factory taking the streamer: routes read only thread-safe state (the hub and an immutable
 status snapshot the player thread publishes), so request threads never touch live player objects.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
+from rlg_hotreload.stream.control_routes import add_control_routes
 from rlg_hotreload.stream.hub import BOUNDARY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,6 +129,7 @@ def create_app(streamer: "FrameStreamer") -> Flask:
             yield frame.part
             hub.mark_sent()
 
+    add_control_routes(app, streamer)  # POST /control/<action>: pause, resume, pin, follow, back
     return app
 
 

@@ -15,7 +15,8 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import CompareView, PlayerCallback, PlayerView
+from rlg_hotreload.callbacks import CompareView, Controllable, PlayerCallback, PlayerView
+from rlg_hotreload.control import PlayerControl
 from rlg_hotreload.pacing import RealtimePacer
 from rlg_hotreload.readyfile import write_ready_file
 from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
@@ -98,7 +99,8 @@ def _slot_dict(slot: Any) -> Dict[str, Any]:
 
 
 class FrameStreamer(PlayerCallback):
-    """Serve ``/`` (page), ``/stream`` (MJPEG), ``/status`` (JSON) and ``/healthz`` for a player.
+    """Serve ``/`` (page), ``/stream`` (MJPEG), ``/status`` (JSON), ``/healthz`` and, for a player that
+    takes them (``control=True``), ``POST /control/<action>`` (:mod:`rlg_hotreload.stream.control_routes`).
 
     ``size`` is a (width, height) box: frames larger than it are scaled down to fit, keeping their
     aspect ratio (never stretched, never upscaled). ``port=0`` picks any free port (tests).
@@ -122,6 +124,7 @@ class FrameStreamer(PlayerCallback):
         title: str = "rlg-hotreload",
         max_connections: int = MAX_CONNECTIONS,
         max_stream_clients: int = MAX_STREAM_CLIENTS,
+        control: bool = True,
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise StreamerError("streamPort must be an integer in 0..65535, got %r" % (port,))
@@ -146,6 +149,9 @@ class FrameStreamer(PlayerCallback):
         self.title = title
         self.max_connections = int(max_connections)
         self.max_stream_clients = int(max_stream_clients)
+        self.control_enabled = bool(control)
+        #: the player's controls, served at POST /control/<action> (None: view only)
+        self.control: Optional[PlayerControl] = None
         self.hub = FrameHub(quality=quality, size=self.size)
         self.port: Optional[int] = None
         self.url: Optional[str] = None
@@ -212,6 +218,8 @@ class FrameStreamer(PlayerCallback):
 
     def setup(self, player: Any) -> None:
         """Player lifecycle: bind and serve (``start``) when the player starts following checkpoints."""
+        if self.control_enabled and isinstance(player, Controllable):
+            self.control = player.control
         self.start()
 
     def close(self) -> None:
@@ -343,6 +351,7 @@ class FrameStreamer(PlayerCallback):
         health = self._health
         snap["watcher"] = health() if health is not None else None
         snap["title"] = self.title
+        snap["control"] = self.control.state() if self.control is not None else None  # live, thread-safe
         snap["server_time"] = time.time()
         stream = self.hub.stats()
         stream.update(fps_cap=self.fps, realtime=self.realtime, watching=self.wants_frames)

@@ -154,7 +154,56 @@
     drawSlots(s.slots || []);
     drawPlot(cps);
     drawEvents(s.slots && s.slots.length ? slotEvents(s.slots) : cps);
+    lastCk = ck;
+    renderControl(s.control);
   }
+
+  // Controls (POST control/<action>, JSON body: same-origin only; the token rides in the cookie or ?token=).
+  var ctl = null, lastCk = null;
+  function renderControl(c) {
+    ctl = c;
+    $("controls").hidden = !c;
+    if (!c) return;
+    var box = $("controls");
+    box.setAttribute("data-paused", String(c.paused));
+    box.setAttribute("data-pinned", String(c.pinned));
+    set("btn-pause", c.paused ? "Resume" : "Pause");
+    set("btn-pin", c.pinned ? "Follow" : "Pin");
+    set("ctl-state", (c.paused ? "paused" : "playing") + " · " + (c.pinned ? "pinned" : "following") +
+      (c.newer_waiting ? " · newer checkpoint waiting" : ""));
+    $("ctl-state").className = "badge" + (c.paused ? " paused" : "");
+    var cur = lastCk ? lastCk.index : -1, sel = $("back-to");
+    var opts = c.kept.map(function (k) {
+      return '<option value="' + k.index + '">#' + k.index + " " + k.label.replace(/[<&>"]/g, "") +
+        (k.index === cur ? " (playing)" : "") + "</option>";
+    }).join("");
+    if (sel.getAttribute("data-opts") !== opts) {  // keep the user's choice across polls
+      var chosen = sel.value;
+      sel.innerHTML = opts;
+      sel.setAttribute("data-opts", opts);
+      if (chosen) sel.value = chosen;
+    }
+    $("btn-back").disabled = !c.kept.some(function (k) { return k.index < cur; });
+    $("btn-play").disabled = !c.kept.length;
+  }
+
+  function post(action, body) {
+    return fetch("control/" + action + qs, {
+      method: "POST", cache: "no-store", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(body || {})
+    }).then(function (r) {
+      return r.text().then(function (t) {
+        var j = null;
+        try { j = JSON.parse(t); } catch (e) { /* a plain-text refusal (401, 403, ...) */ }
+        set("ctl-msg", j ? j.message : t.trim());
+        if (j && j.control) renderControl(j.control);
+      });
+    }).catch(function (e) { set("ctl-msg", "control request failed: " + e.message); });
+  }
+  $("btn-pause").addEventListener("click", function () { post(ctl && ctl.paused ? "resume" : "pause"); });
+  $("btn-pin").addEventListener("click", function () { post(ctl && ctl.pinned ? "follow" : "pin"); });
+  $("btn-back").addEventListener("click", function () { post("back", { to: "previous" }); });
+  $("btn-play").addEventListener("click", function () { post("back", { to: parseInt($("back-to").value, 10) }); });
 
   function poll() {
     fetch("status" + qs, { cache: "no-store", credentials: "same-origin" })
