@@ -178,6 +178,27 @@ def safe_name(task: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", task)
 
 
+def fit_minibatch(conf: Dict[str, Any], yaml_actors: Any) -> None:
+    """Keep rl-games' ``batch_size % minibatch_size == 0`` when ``numEnvs`` changes the batch.
+
+    A fixed ``minibatch_size`` written for the YAML's ``num_actors`` (1024 for 64 envs) does not divide
+    the batch of ``numEnvs=16``, and rl-games stops with a traceback. The YAML's number of minibatches per
+    epoch is kept instead (``minibatch_size_per_env`` already scales; nothing to do then); a batch it
+    does not divide becomes one minibatch. Either way one line says what changed.
+    """
+    mb, horizon = conf.get("minibatch_size"), conf.get("horizon_length")
+    if not isinstance(mb, int) or not isinstance(horizon, int) or mb <= 0 or horizon <= 0:
+        return
+    batch = horizon * int(conf["num_actors"])
+    if batch % mb == 0 and mb <= batch:
+        return
+    per_epoch = max(1, horizon * int(yaml_actors or conf["num_actors"]) // mb)
+    new = batch // per_epoch if batch % per_epoch == 0 else batch
+    conf["minibatch_size"] = new
+    log.info("numEnvs=%d: minibatch_size %d -> %d (%d per epoch, as the train config has at %s envs)",
+             conf["num_actors"], mb, new, batch // new, yaml_actors)  # fmt: skip
+
+
 def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any]:
     """The rl-games ``params`` for this run: the task's YAML with our keys applied."""
     if "params" not in yaml_cfg or "config" not in yaml_cfg["params"]:
@@ -193,8 +214,11 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
     conf["env_name"] = cfg["task"]
     conf["name"] = safe_name(cfg["task"])
     conf["train_dir"] = tr["trainDir"]
+    yaml_actors = conf.get("num_actors")
     if cfg["numEnvs"] is not None:
         conf["num_actors"] = cfg["numEnvs"]
+        if not test:
+            fit_minibatch(conf, yaml_actors)
     elif test:
         conf["num_actors"] = 1
     slots = compare_spec.check(cfg)
