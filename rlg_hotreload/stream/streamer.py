@@ -7,27 +7,25 @@ it to the encode-once hub. Network work happens on the server's own threads.
 """
 
 import logging
-import math
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from werkzeug.serving import WSGIRequestHandler
 
-from rlg_hotreload.callbacks import CompareView, Controllable, PlayerCallback, PlayerView
+from rlg_hotreload.callbacks import Controllable, PlayerCallback, PlayerView
 from rlg_hotreload.control import PlayerControl
 from rlg_hotreload.pacing import RealtimePacer
 from rlg_hotreload.readyfile import write_ready_file
-from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
+from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
+from rlg_hotreload.stream.status import MAX_CHECKPOINTS_IN_STATUS, player_snapshot
 
 log = logging.getLogger("rlg_hotreload")
 
-#: Status keeps the newest this many checkpoints (a week-long run may reload thousands of times).
-MAX_CHECKPOINTS_IN_STATUS = 500
 #: Open connections served at once (one thread each); more get 503. Stream viewers (each holds one
 #: connection for as long as it watches) are capped lower so the page and /status stay reachable.
 MAX_CONNECTIONS = 64
@@ -44,58 +42,6 @@ class _Handler(WSGIRequestHandler):
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         # The page polls /status every second: access lines would drown the player's log.
         log.debug("stream http %s %s %s", self.address_string(), self.requestline, code)
-
-
-def _finite(x: Optional[float]) -> Optional[float]:
-    """JSON has no NaN: the browser's JSON.parse would reject the whole status."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _info_dict(info: CheckpointInfo) -> Dict[str, Any]:
-    return {
-        "index": info.index,
-        "label": info.label,
-        "path": info.path,
-        "epoch": info.epoch,
-        "frame": info.frame,
-        "best_reward": _finite(info.best_reward),
-        "mtime": info.mtime,
-        "size": info.size,
-        "load_ms": info.load_ms,
-        "loaded_at": info.loaded_at,
-    }
-
-
-def _cp_dict(info: CheckpointInfo, st: Optional[CheckpointStats]) -> Dict[str, Any]:
-    """A checkpoint and its episodes' numbers (the plot's and the reload list's points)."""
-    d = _info_dict(info)
-    d.update(
-        episodes=st.games if st else 0,
-        mean_reward=_finite(st.mean_reward) if st else None,
-        mean_length=_finite(st.mean_length) if st else None,
-        success_rate=st.success_rate if st else None,  # None: the task reports no success
-        success_episodes=st.success_games if st else 0,
-    )
-    return d
-
-
-def _slot_dict(slot: Any) -> Dict[str, Any]:
-    """/status block of one compare slot (see ``callbacks.CompareView``): totals and the checkpoint now."""
-    st, cur = slot.summary, slot.current
-    here = st.per_checkpoint.get(cur.index) if cur is not None else None
-    return {
-        "label": slot.label, "kind": slot.kind, "source": slot.source, "env_index": slot.first_env,
-        "checkpoint": _info_dict(cur) if cur is not None else None,
-        "games": st.games, "mean_reward": _finite(st.mean_reward), "mean_length": _finite(st.mean_length),
-        "success_rate": st.success_rate, "success_episodes": st.success_games, "reloads": st.reloads,
-        "checkpoints_loaded": len(st.checkpoints),
-        "checkpoints": [_cp_dict(info, st.per_checkpoint.get(info.index)) for info in st.checkpoints[-20:]],
-        "here": None if here is None else {
-            "games": here.games, "mean_reward": _finite(here.mean_reward), "success_rate": here.success_rate},
-    }  # fmt: skip
 
 
 class FrameStreamer(PlayerCallback):
@@ -312,30 +258,7 @@ class FrameStreamer(PlayerCallback):
     # -- status --------------------------------------------------------------------------------
     def _refresh_snapshot(self, player: PlayerView) -> None:
         """Build the status dict on the player thread, so HTTP threads never iterate live dicts."""
-        summary: Optional[Summary] = player.summary
-        current: Optional[CheckpointInfo] = player.current
-        snap: Dict[str, Any] = {
-            "source": str(player.source or ""),
-            "checkpoint": _info_dict(current) if current is not None else None,
-            "control_dt": player.control_dt,
-        }
-        cps: List[Dict[str, Any]] = []
-        if summary is not None:
-            per = dict(summary.per_checkpoint)
-            for info in summary.checkpoints[-MAX_CHECKPOINTS_IN_STATUS:]:
-                cps.append(_cp_dict(info, per.get(info.index)))
-            mixed = per.get(None)
-            snap.update(
-                reloads=summary.reloads,
-                checkpoints_loaded=len(summary.checkpoints),
-                games=summary.games,
-                mean_reward=_finite(summary.mean_reward),
-                success_rate=summary.success_rate,
-                mixed_episodes=mixed.games if mixed else 0,
-            )
-        snap["checkpoints"] = cps
-        if isinstance(player, CompareView):
-            snap["slots"] = [_slot_dict(sl) for sl in player.slots]
+        snap = player_snapshot(player, MAX_CHECKPOINTS_IN_STATUS)
         with self._lock:
             self._snapshot = snap
             self._snap_dirty = False
