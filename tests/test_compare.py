@@ -97,17 +97,25 @@ class StatusAtStop(PlayerCallback):
             self.error = repr(e)
 
 
-def test_two_fixed_checkpoints_play_side_by_side_from_the_same_starts(tmp_path, rlg_log):
+ON_CUDA = {"sim": "mjwarp", "sim_device": "cuda:0", "rl_device": "cuda:0"}
+
+
+@pytest.mark.parametrize("backend", [
+    {},  # MuJoCo, CPU
+    pytest.param(ON_CUDA, marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+])  # fmt: skip
+def test_two_fixed_checkpoints_play_side_by_side_from_the_same_starts(tmp_path, rlg_log, backend):
     run = tmp_path / "exp"
     (run / "nn").mkdir(parents=True)
     still, grasp = tmp_path / "still.pth", tmp_path / "grasp.pth"
     ready = tmp_path / "stream.json"
-    bootstrap = build.make_player(_cfg(tmp_path, None, "latest", numEnvs=1))
+    bootstrap = build.make_player(_cfg(tmp_path, None, "latest", numEnvs=1, **backend))
     save_checkpoint(bootstrap, str(still), epoch=3)
     save_checkpoint(bootstrap, str(grasp), epoch=9)
     bootstrap.close_all()
     cfg = _cfg(tmp_path, "%s,%s" % (still, grasp), run, testGamesNum=6,
-               stream={"enabled": True, "port": free_port(), "readyFile": str(ready), "width": 320, "height": 240})  # fmt: skip
+               stream={"enabled": True, "port": free_port(), "readyFile": str(ready), "width": 320, "height": 240},
+               **backend)  # fmt: skip
     status = StatusAtStop(str(ready))
     player = build.make_player(cfg, callbacks=[status], edit=_episodes_of(4.0))
     assert type(player).__name__ == "ComparePlayer" and player.config["num_actors"] == 4
