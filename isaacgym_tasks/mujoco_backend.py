@@ -64,8 +64,12 @@ class MujocoBlindGrasping(VecEnvApi):
         self._sens_t = torch.from_numpy(self._sens)
         self._unstable = np.zeros(num_envs, dtype=bool)
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._blocks: List[range] = []
         if cfg.num_threads > 1 and num_envs > 1:
-            self._pool = ThreadPoolExecutor(cfg.num_threads)
+            workers = min(cfg.num_threads, num_envs)
+            self._pool = ThreadPoolExecutor(workers)
+            bounds = np.linspace(0, num_envs, workers + 1).astype(int)
+            self._blocks = [range(bounds[k], bounds[k + 1]) for k in range(workers)]
         self.view = MujocoView(self.models[0], self.datas[0], cfg, self.core.dt)
         num_joints = len(HAND_JOINTS)
         self.observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (self.core.obs_dim,), np.float32)
@@ -120,11 +124,25 @@ class MujocoBlindGrasping(VecEnvApi):
                 infos_to_torch(infos, rl))  # fmt: skip
 
     def _step_all(self, targets: np.ndarray) -> None:
+        """Step every world; with a pool, one task per thread over a contiguous block of worlds (one
+        task per world cost more Python, under the GIL, than a world's physics at 1024 envs)."""
         if self._pool is not None:
-            list(self._pool.map(lambda i: self._step_world(i, targets[i]), range(self.num_envs)))
+            list(self._pool.map(lambda block: self._step_block(block, targets), self._blocks))
         else:
-            for i in range(self.num_envs):
-                self._step_world(i, targets[i])
+            self._step_block(range(self.num_envs), targets)
+
+    def _step_block(self, worlds: range, targets: np.ndarray) -> None:
+        step, models, datas, n = mujoco.mj_step, self.models, self.datas, self.substeps
+        for i in worlds:
+            d = datas[i]
+            d.ctrl[:] = targets[i]
+            step(models[i], d, n)
+            if d.warning[_BADQACC].number > 0:
+                # MuJoCo already reset this world's state; end the episode so the task resets it properly.
+                self._unstable[i] = True
+            self._qpos[i] = d.qpos
+            self._qvel[i] = d.qvel
+            self._sens[i] = d.sensordata
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
@@ -137,15 +155,6 @@ class MujocoBlindGrasping(VecEnvApi):
             self._pool = None
 
     # -- internals ------------------------------------------------------------------
-    def _step_world(self, i: int, target: np.ndarray) -> None:
-        d = self.datas[i]
-        d.ctrl[:] = target
-        mujoco.mj_step(self.models[i], d, self.substeps)
-        if d.warning[_BADQACC].number > 0:
-            # MuJoCo already reset this world's state; end the episode so the task resets it properly.
-            self._unstable[i] = True
-        self._gather(i)
-
     def _gather(self, i: int) -> None:
         d = self.datas[i]
         self._qpos[i] = d.qpos
