@@ -120,8 +120,10 @@ class MujocoBlindGrasping(VecEnvApi):
         rl = self.core.rl_device
         self._obs = torch.from_numpy(obs)
         self.view.after_step()
-        return (self._obs.to(rl), torch.from_numpy(reward).to(rl), torch.from_numpy(done.view(np.uint8)).to(rl),
-                infos_to_torch(infos, rl))  # fmt: skip
+        out = (self._obs, torch.from_numpy(reward), torch.from_numpy(done.view(np.uint8)))
+        if rl.type != "cpu":
+            out = tuple(t.to(rl) for t in out)
+        return out + (infos_to_torch(infos, rl),)  # type: ignore[return-value]
 
     def _step_all(self, targets: np.ndarray) -> None:
         """Step every world; with a pool, one task per thread over a contiguous block of worlds (one

@@ -9,11 +9,13 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from isaacgym_tasks import BlindGraspingConfig  # noqa: E402
 from isaacgym_tasks.mujoco_backend import MujocoBlindGrasping  # noqa: E402
 from isaacgym_tasks.scripted import grasp_action  # noqa: E402
+from isaacgym_tasks.task_numpy import FEW_ENVS  # noqa: E402
 
 
 def _close(a, b, what):
@@ -30,8 +32,8 @@ def _close(a, b, what):
         assert torch.equal(a, b), (what, a, b)
 
 
-def test_numpy_task_math_matches_torch_task_math_over_real_episodes():
-    n = 3
+@pytest.mark.parametrize("n", [3, FEW_ENVS + 2])  # both ways of computing the box frame
+def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n):
     cfg = BlindGraspingConfig.from_kwargs({"seed": 7, "episode_length_s": 2.0, "success_hold_s": 0.5})
     fast, ref = MujocoBlindGrasping(n, cfg), MujocoBlindGrasping(n, cfg, fast_math=False)
     assert fast.fast is not None and ref.fast is None
