@@ -95,7 +95,7 @@ class RawWorlds:
 
 
 def paired(num_envs: int, threads: int, substeps: int, seconds: float) -> Dict[str, Any]:
-    """Episodes in turn: raw A, the env, raw B (order alternating), until ``seconds`` (>= 3 rounds).
+    """Episodes in turn: raw A, the env, raw B (order alternating), until ``seconds`` (>= 5 rounds).
 
     Per round: env/raw = raw A's time / the env's time for the same episode (both step num_envs worlds
     through 60 control steps); A/A = raw A / raw B. Medians over rounds: a machine whose load changes
@@ -119,7 +119,7 @@ def paired(num_envs: int, threads: int, substeps: int, seconds: float) -> Dict[s
     env_episode(), raw_a.episode(), raw_b.episode()  # warm-up; keeps the env's episodes aligned
     rounds: List[Dict[str, float]] = []
     end = time.perf_counter() + seconds
-    while len(rounds) < 3 or time.perf_counter() < end:
+    while len(rounds) < 5 or time.perf_counter() < end:
         r: Dict[str, float] = {}
         for kind in ("a", "env", "b") if len(rounds) % 2 else ("b", "env", "a"):
             r[kind] = env_episode() if kind == "env" else (raw_a if kind == "a" else raw_b).episode()

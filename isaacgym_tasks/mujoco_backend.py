@@ -85,9 +85,11 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def step(self, actions: ActionLike) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         """Apply actions for ``control_substeps`` physics steps; auto-reset finished envs."""
-        act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         if self.fast is not None:
-            return self._step_fast(self.fast, act.detach().cpu().numpy())
+            if isinstance(actions, torch.Tensor):
+                actions = actions.detach().cpu().numpy()
+            return self._step_fast(self.fast, np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1))
+        act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         targets = self.core.apply_actions(act).numpy().astype(np.float64)
         self._step_all(targets)
         unstable = None
