@@ -92,8 +92,14 @@ def discard(fd: Optional[int], where: Dict[str, Any]) -> None:
             pass  # the parent unlinked it already: the normal case
 
 
-def map_blob(reply: Dict[str, Any], child_pid: int, devices: Dict[str, torch.device]) -> Tuple[Dict[str, torch.Tensor], Optional[bytes]]:
-    """Parent: zero-copy tensors over the child's blob; returns (state, env_state bytes or None)."""
+def map_blob(
+    reply: Dict[str, Any], child_pid: int, devices: Dict[str, torch.device], maps: Optional[List[Any]] = None
+) -> Tuple[Dict[str, torch.Tensor], Optional[bytes]]:
+    """Parent: zero-copy tensors over the child's blob; returns (state, env_state bytes or None).
+
+    ``maps``: the mapping is appended to it, so that the caller decides on which thread it is unmapped
+    (see ``ProcessLoader``); otherwise it goes with the last tensor over it.
+    """
     if "fd" in reply:
         fd = os.open("/proc/%d/fd/%d" % (child_pid, reply["fd"]), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     else:
@@ -118,4 +124,6 @@ def map_blob(reply: Dict[str, Any], child_pid: int, devices: Dict[str, torch.dev
         state[key] = t
     env_off, env_len = reply["env"]
     env = bytes(mm[env_off : env_off + env_len]) if env_len and mm is not None else None
+    if maps is not None and mm is not None:
+        maps.append(mm)
     return state, env

@@ -6,6 +6,11 @@ ends a pending ``load`` with EOF within milliseconds. Every wait on the child is
 ``timeout``; a child that died or hung is reported as a *transient* error (the file is retried) and a
 new child is started at the next load. The child runs in its own session, so a terminal's Ctrl+C
 (sent to the foreground process group) never reaches it.
+
+Why the loader keeps the blob mappings: unmapping one frees its pages, which costs ~10 ms per 17 MB here
+(60 ms for 64 MB); left to the last tensor, that happens on the player's thread the moment its previous
+weights are dropped, right after a swap. The loader unmaps the blobs no tensor uses any more at its
+next load, on the watcher thread (munmap releases the GIL), so at most one unused blob stays mapped.
 """
 
 import json
@@ -24,6 +29,7 @@ from rlg_hotreload.reload.loaders import Loader, LoaderUnavailable
 from rlg_hotreload.reload.source import FileVersion
 
 CHILD_MODULE = "rlg_hotreload.reload.child"
+UNUSED_REFS = 3  # sys.getrefcount of a mapping held only by a list being scanned (list, loop name, argument)
 
 
 def describe_exit(code: Optional[int]) -> str:
@@ -50,6 +56,7 @@ class ProcessLoader(Loader):
         self.spawns = 0
         self._closed = False
         self._lock = threading.Lock()  # guards proc/closed only; never held across pipe I/O
+        self._maps: List[Any] = []  # the blobs mapped so far that may still hold tensors (see unmap_unused)
 
     @property
     def pid(self) -> Optional[int]:
@@ -142,7 +149,17 @@ class ProcessLoader(Loader):
             raise LoaderUnavailable("the loader process did not start")
         return proc
 
+    def unmap_unused(self) -> int:
+        """Unmap (here, on the calling thread) each blob that no tensor uses any more; returns how many."""
+        maps, self._maps = self._maps, []
+        keep = [m for m in maps if sys.getrefcount(m) > UNUSED_REFS]
+        dropped = len(maps) - len(keep)
+        self._maps = keep + self._maps  # + any mapped meanwhile (close() from another thread)
+        del maps
+        return dropped
+
     def load(self, version: FileVersion) -> LoadedCheckpoint:
+        self.unmap_unused()
         proc = self._running()
         assert proc.stdin is not None
         try:
@@ -157,7 +174,7 @@ class ProcessLoader(Loader):
                 raise LoaderUnavailable(reply["error"])
             raise CheckpointError(reply["error"], reply.get("kind", "bad"))
         t0 = time.perf_counter()
-        state, env = map_blob(reply, proc.pid, self.devices)
+        state, env = map_blob(reply, proc.pid, self.devices, self._maps)
         env_state = load_weights_only(env, need_model=False) if env else None
         return LoadedCheckpoint(
             version=version, state=state, epoch=reply["epoch"], frame=reply["frame"],
@@ -170,6 +187,7 @@ class ProcessLoader(Loader):
         with self._lock:
             self._closed = True
             proc = self.proc
+        self._maps = []  # those still in use are unmapped with their last tensor
         if proc is None:
             return
         if proc.poll() is None:
