@@ -40,6 +40,7 @@ CHOICES = {
     "sim": ("auto", "mujoco", "mjwarp", "isaacgym"),
     "train.swapAt": ("auto", "game", "step"),
     "train.loadEnvState": ("always", "first", "never"),
+    "train.watch": ("auto", "events", "poll"),
 }
 # Keys whose default is null: their type when set.
 NULLABLE = {
