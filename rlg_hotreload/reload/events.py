@@ -52,16 +52,17 @@ NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "cep
               "gpfs", "beegfs", "davfs", "virtiofs", "fuse", "vboxsf", "prl_fs", "vmhgfs"}  # fmt: skip
 LOCAL_FUSE = {"fuseblk", "fuse.lxcfs"}  # ntfs-3g/exfat on a local disk; lxcfs (no checkpoints there)
 HINTS_KEPT = 64
+MOUNTS = "/proc/mounts"
 
 
-def fs_type(path: str, mounts: str = "/proc/mounts") -> Optional[str]:
+def fs_type(path: str, mounts: Optional[str] = None) -> Optional[str]:
     """The filesystem type of ``path`` (or of its nearest existing ancestor); None if unknown (no /proc)."""
     path = os.path.realpath(path)
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
     best, kind = "", None
     try:
-        with open(mounts) as f:
+        with open(mounts or MOUNTS) as f:
             for line in f:
                 fields = line.split()
                 if len(fields) < 3:
