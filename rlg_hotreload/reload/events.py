@@ -119,6 +119,7 @@ class FileEvents:
         self._hints: "collections.OrderedDict[Tuple[int, int, int], None]" = collections.OrderedDict()
         self._lock = threading.Lock()
         self._handler_errors = 0
+        self._announced = False
 
     # -- the observer's thread -----------------------------------------------------------------------
     def on_event(self, event: Any) -> None:
@@ -189,6 +190,11 @@ class FileEvents:
         except Exception as e:  # noqa: BLE001 - ENOSPC (inotify limit), EMFILE, no watchdog, a dead thread
             self._fail(e)
             return False
+        if added and not self._announced:
+            self._announced = True
+            log.info("Watching for new checkpoints with file events (%s)%s",
+                     type(self._observer).__name__.replace("Observer", "") or "native",
+                     "; checking every %g s as well" % self.interval if self.interval > 0 else "")  # fmt: skip
         return added
 
     def _start(self) -> None:

@@ -178,8 +178,9 @@ class CheckpointWatcher:
                     delay = min(self.interval, 1.0)
                 else:
                     delay = self.interval or 1.0
-                if self._retry:  # a file to try again soon (one young enough to be still being written)
-                    delay = min(delay, max(min(t for _, t in self._retry.values()) - time.monotonic(), 0.01))
+                soon = [t for _, t in self._retry.values() if t > time.monotonic()]
+                if soon:  # a file to try again soon (one young enough to be still being written)
+                    delay = min(delay, min(soon) - time.monotonic() + 0.01)
                 if not self._watch_folders():
                     self._wake.wait(delay)
         finally:
