@@ -7,6 +7,7 @@ away); waits are bounded, no test asserts a speed (that is benchmarks/reload_lat
 
 import errno
 import os
+import shutil
 import time
 
 import pytest
@@ -121,6 +122,26 @@ def test_a_folder_that_does_not_exist_yet_is_watched_once_it_appears(checkpoint_
         assert str(run / "nn") in w.health()["watch"]["watching"]
         _rename_into_place(run / "nn" / "b.pth", variant_bytes(checkpoint_copy, 2))
         assert _taken(w, EVENT_WAIT).epoch == 2
+    finally:
+        w.stop()
+
+
+def test_a_folder_deleted_and_made_again_is_watched_again(checkpoint_copy, tmp_path):
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    w = _watcher(checkpoint_copy, tmp_path / "run")
+    try:
+        _first_load(w, 1)
+        shutil.rmtree(str(tmp_path / "run"))  # a user cleans up, training starts again in the same place
+        deadline = time.monotonic() + WAIT
+        while str(nn) in w.health()["watch"]["watching"]:  # the watcher noticed (the parent's event)
+            assert time.monotonic() < deadline, w.health()
+            time.sleep(0.05)
+        nn.mkdir(parents=True)
+        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
+        assert _taken(w, EVENT_WAIT).epoch == 2
+        assert w.health()["watch"]["using"] == "events"
     finally:
         w.stop()
 

@@ -25,6 +25,7 @@ the watcher when the folder appears; the watcher then watches the folder itself.
 """
 
 import collections
+import errno
 import logging
 import os
 import threading
@@ -35,9 +36,11 @@ from rlg_hotreload.reload.source import LATEST_LINK, FileVersion
 try:
     from watchdog.events import (
         DirCreatedEvent,
+        DirDeletedEvent,
         DirMovedEvent,
         FileClosedEvent,
         FileCreatedEvent,
+        FileDeletedEvent,
         FileMovedEvent,
         FileSystemEventHandler,
     )  # fmt: skip
@@ -114,7 +117,8 @@ class FileEvents:
         self.failed: Optional[str] = None
         self.native = False  # the observer reports closes (inotify): events carry "complete" hints
         self._observer: Any = None
-        self._watches: Dict[str, Tuple[str, Any]] = {}  # wanted folder -> (folder watched, watch)
+        self._watches: Dict[str, Tuple[str, int]] = {}  # wanted folder -> (folder watched, its inode)
+        self._targets: Dict[str, Tuple[Any, int]] = {}  # folder watched -> (watchdog's watch, inode)
         self._polled: Dict[str, str] = {}  # wanted folder -> why it is left to the timer
         self._hints: "collections.OrderedDict[Tuple[int, int, int], None]" = collections.OrderedDict()
         self._lock = threading.Lock()
@@ -136,6 +140,10 @@ class FileEvents:
         path = getattr(event, "dest_path", "") or event.src_path
         if isinstance(path, bytes):
             path = os.fsdecode(path)
+        if event.event_type == "deleted":
+            if event.is_directory or path in self._targets:  # a watched folder's own deletion has no IN_ISDIR
+                self.wake.set()  # a folder we watch is gone: watch what replaces it
+            return
         if event.is_directory:
             if event.event_type in ("created", "moved"):
                 self.wake.set()  # a new run folder, nn/ appearing, a folder we wait for
@@ -185,8 +193,14 @@ class FileEvents:
                 raise RuntimeError("the file event observer stopped")
             for folder in [f for f in self._watches if f not in wanted]:
                 self._unwatch(folder)
+            self._polled = {f: k for f, k in self._polled.items() if f in wanted}
             for folder in wanted:
-                added = self._watch(folder) or added
+                try:
+                    added = self._watch(folder) or added
+                except OSError as e:
+                    if e.errno not in (errno.ENOENT, errno.ENOTDIR):
+                        raise
+                    # deleted while we looked: the next sync watches what is there then
         except Exception as e:  # noqa: BLE001 - ENOSPC (inotify limit), EMFILE, no watchdog, a dead thread
             self._fail(e)
             return False
@@ -204,8 +218,7 @@ class FileEvents:
         self.native = type(observer).__name__ == "InotifyObserver"
 
     def _observer_alive(self) -> bool:
-        observer = self._observer
-        return observer.is_alive() and all(e.is_alive() for e in observer.emitters)
+        return bool(self._observer.is_alive())  # an emitter ends when its folder is deleted: re-watched below
 
     def _watch(self, folder: str) -> bool:
         target = folder
@@ -215,10 +228,10 @@ class FileEvents:
                 return False
             target = parent
         target = os.path.realpath(target)
-        old = self._watches.get(folder)
-        if old is not None and old[0] == target:
+        ino = os.stat(target).st_ino  # a folder deleted and made again is a new folder to watch
+        if self._watches.get(folder) == (target, ino):
             return False
-        if old is not None:
+        if folder in self._watches:
             self._unwatch(folder)
         if self.mode == "auto":
             kind = fs_type(target)
@@ -229,31 +242,40 @@ class FileEvents:
                              folder, kind, self.interval)  # fmt: skip
                 return False
         self._polled.pop(folder, None)
-        kinds: List[Any] = [FileClosedEvent, FileMovedEvent, FileCreatedEvent, DirCreatedEvent, DirMovedEvent]
+        kinds: List[Any] = [FileClosedEvent, FileMovedEvent, FileCreatedEvent, DirCreatedEvent, DirMovedEvent,
+                            DirDeletedEvent, FileDeletedEvent]  # fmt: skip
         if not self.native:
             kinds = None  # type: ignore[assignment]  # no close events: any change wakes the watcher
-        handler = _Handler(self.on_event)
-        watch = self._observer.schedule(handler, target, recursive=False, event_filter=kinds)
-        self._watches[folder] = (target, watch)
+        current = self._targets.get(target)
+        if current is None or current[1] != ino:
+            if current is not None:
+                self._unschedule(current[0])
+            watch = self._observer.schedule(_Handler(self.on_event), target, recursive=False, event_filter=kinds)
+            self._targets[target] = (watch, ino)
+        self._watches[folder] = (target, ino)
         return True
 
     def _unwatch(self, folder: str) -> None:
-        _, watch = self._watches.pop(folder)
-        if not any(w is watch for _, w in self._watches.values()):
-            try:
-                self._observer.unschedule(watch)
-            except KeyError:
-                pass  # watchdog dropped it already (its folder was deleted)
+        target, _ = self._watches.pop(folder)
+        if target in self._targets and not any(t == target for t, _ in self._watches.values()):
+            self._unschedule(self._targets.pop(target)[0])
+
+    def _unschedule(self, watch: Any) -> None:
+        try:
+            self._observer.unschedule(watch)
+        except KeyError:
+            pass  # watchdog dropped it already (its folder was deleted)
 
     def _fail(self, e: Exception) -> None:
         self.failed = "%s: %s" % (type(e).__name__, e)
-        hint = " (raise fs.inotify.max_user_watches?)" if getattr(e, "errno", None) == 28 else ""
+        hint = " (raise fs.inotify.max_user_watches?)" if getattr(e, "errno", None) == errno.ENOSPC else ""
         log.warning("File events unavailable (%s)%s; checking every %g s instead", e, hint, self.interval)
         self.close()
 
     def close(self) -> None:
         observer, self._observer = self._observer, None
         self._watches.clear()
+        self._targets.clear()
         if observer is not None:
             try:
                 observer.stop()
@@ -263,7 +285,7 @@ class FileEvents:
 
     def describe(self) -> Dict[str, Any]:
         mode = "events" if self.active else "poll"
-        out: Dict[str, Any] = {"mode": self.mode, "using": mode, "watching": sorted(t for t, _ in self._watches.values())}
+        out: Dict[str, Any] = {"mode": self.mode, "using": mode, "watching": sorted(self._targets)}
         if self._polled:
             out["polled"] = dict(self._polled)
         if self.failed:

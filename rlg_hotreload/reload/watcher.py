@@ -287,8 +287,8 @@ class CheckpointWatcher:
             if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
                 continue
             if not self.events.complete(version):  # no close/rename event vouches for it: look twice
-                if self._stop.wait(self.settle):
-                    return False
+                if self._wake.wait(self.settle):
+                    return False  # stopping, or an event came (maybe vouching for it): look again now
                 if stat_version(version.path) != version:
                     return False  # still being written: look again at the next check (or event)
             try:
