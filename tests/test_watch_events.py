@@ -93,6 +93,24 @@ def test_a_file_closed_half_written_is_never_played(checkpoint_copy, tmp_path, r
     assert not [line for line in rlg_log.lines if "Skipping" in line], rlg_log.lines
 
 
+def test_a_chmod_after_the_load_does_not_reload_the_same_weights(checkpoint_copy, tmp_path):
+    """The event brings the file in at once; a chmod right after changes only its ctime: not a new file."""
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05)
+    try:
+        assert _taken(w, 60).epoch == 1
+        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
+        assert _taken(w).epoch == 2
+        os.chmod(str(nn / "b.pth"), 0o600)  # a sync tool fixing permissions
+        n = w.health()["checks"]
+        assert not w.wait(1.0), "the same weights were loaded again"
+        assert w.health()["checks"] > n + 3  # the timer did look at the changed file meanwhile
+    finally:
+        w.stop()
+
+
 def test_a_new_run_folder_is_followed_by_events(checkpoint_copy, tmp_path):
     """`latest` without a link: a run folder created after start, its nn/ and its first file."""
     runs = tmp_path / "runs"

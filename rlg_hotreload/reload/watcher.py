@@ -284,6 +284,10 @@ class CheckpointWatcher:
         for rank, version in ranked:
             if self._current_rank is not None and (version == self.current_version or rank <= self._current_rank):
                 return False  # nothing newer than what is playing: never roll back
+            if self.current_version is not None and version[:4] == self.current_version[:4]:
+                # only its ctime changed (chmod, chown) since it was loaded: these weights play already
+                self.current_version, self._current_rank = version, rank
+                return False
             if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
                 continue
             if not self.events.complete(version):  # no close/rename event vouches for it: look twice
