@@ -256,7 +256,7 @@ def latency_matrix(reloads, runs):
         out["configs"].append({"name": name, "size": size, "watch": watch, "reload_interval": interval,
                                "in_place": in_place, "p50_s": p50, "p95_s": statistics.median(p95s),
                                "p95_min_max_s": [min(p95s), max(p95s)], "runs": per_run})  # fmt: skip
-        rows.append(["%s, %s (%.1f MB)" % (name, size, per_run[0]["checkpoint_bytes"] / 1e6),
+        rows.append(["%s, %s (%.0f KB)" % (name, size, per_run[0]["checkpoint_bytes"] / 1e3),
                      "%.1f / %.1f ms" % (p50 * 1e3, statistics.median(p95s) * 1e3),
                      "%.1f-%.1f ms" % (min(p95s) * 1e3, max(p95s) * 1e3),
                      "p95 <= %g ms" % (target * 1e3), "yes" if statistics.median(p95s) <= target else "NO"])  # fmt: skip
