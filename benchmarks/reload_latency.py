@@ -1,12 +1,19 @@
-"""Reload benchmark for HotReloadPlayer (one run, prints a table, writes benchmarks/results/reload_latency.json).
+"""Reload benchmark for HotReloadPlayer (prints tables, writes benchmarks/results/reload_latency*.json).
 
+``--part latency`` (benchmarks/results/reload_latency_events.json): latency from "checkpoint complete on
+   disk" (renamed into place, or closed after an in-place write) to "first action from the new weights",
+   swapAt=step, 1 env, for a ~50 KB and a ~50 MB checkpoint, with file events (watch=events) at
+   reloadInterval 30 and 0.5 and without (watch=poll, reloadInterval 0.5); each configuration run
+   ``--runs`` times (median of the runs' p50/p95, and their spread), load average printed per run.
+   Target with events: p95 <= 50 ms for both sizes, whatever reloadInterval is.
+``--part rest`` (benchmarks/results/reload_latency.json):
 1. Latency from "checkpoint complete on disk" (atomic rename done) to "first action from the new
-   weights", at reloadInterval 0.5, for swapAt=step and for swapAt=game (1 env). Target p95 <= 0.7 s.
+   weights", at reloadInterval 0.5 (poll mode), for swapAt=step and for swapAt=game (1 env). Target p95 <= 0.7 s.
 2. Step times while a ~50 MB checkpoint loads in the background vs the median step. Target <= 2x.
 3. HotReloadPlayer vs stock PpoPlayerContinuous steps/s on the same env and weights, steady state
    (the loader child process, started once per session, is up before timing). Target >= 0.99x.
 
-Usage: python benchmarks/reload_latency.py [--reloads 30] [--quick]
+Usage: python benchmarks/reload_latency.py [--part latency|rest|all] [--reloads 30] [--runs 3] [--quick]
 """
 
 import argparse
@@ -54,9 +61,11 @@ class Probe(PlayerCallback):
         self.first_action = {}
         self._pending_epoch = None
         self.stop_after = stop_after
+        self.load_ms = []
 
     def on_reload(self, player, info):
         self._pending_epoch = info.epoch
+        self.load_ms.append(info.load_ms)
 
     def on_step(self, player, step):
         now = time.perf_counter()
@@ -69,15 +78,23 @@ class Probe(PlayerCallback):
             player.request_stop()
 
 
-def latency(reloads, swap_at, num_envs):
+def save_in_place(blob, path):
+    """rl-games' way: open the final path, write, close (a reader can see a partial file)."""
+    with open(path, "wb") as f:
+        f.write(blob)
+
+
+def latency(reloads, swap_at, num_envs, interval=0.5, watch="poll", units=None, in_place=False, pace=(0.9, 1.6)):
     d = tempfile.mkdtemp(prefix="rlg_lat_")
     nn = os.path.join(d, "run", "nn")
     os.makedirs(nn)
     done = threading.Event()
     probe = Probe(stop_after=done.is_set)
-    player = build_player(d, ["reloadInterval=0.5", "swapAt=%s" % swap_at, "numEnvs=%d" % num_envs], [probe])
+    overrides = ["reloadInterval=%g" % interval, "watch=%s" % watch, "swapAt=%s" % swap_at, "numEnvs=%d" % num_envs]
+    player = build_player(d, overrides, [probe], network_units=units)
     save_atomic(fake_training_checkpoint(player.model, 0), os.path.join(nn, "Pendulum.pth"))
     player.restore(os.path.join(d, "run"))
+    size = os.path.getsize(os.path.join(nn, "Pendulum.pth"))
     complete = {}
 
     blobs = {
@@ -87,8 +104,8 @@ def latency(reloads, swap_at, num_envs):
     def writer():
         rng = random.Random(0)
         for epoch in range(1, reloads + 1):
-            time.sleep(rng.uniform(0.9, 1.6))  # the training run's pace; random phase vs the poll timer
-            save_atomic(blobs[epoch], os.path.join(nn, "Pendulum.pth"))
+            time.sleep(rng.uniform(*pace))  # the training run's pace; random phase vs the poll timer
+            (save_in_place if in_place else save_atomic)(blobs[epoch], os.path.join(nn, "Pendulum.pth"))
             complete[epoch] = time.perf_counter()
         time.sleep(2.0)
         done.set()
@@ -98,6 +115,8 @@ def latency(reloads, swap_at, num_envs):
     player.run()
     t.join()
     lat = [probe.first_action[e] - complete[e] for e in complete if e in probe.first_action]
+    if units is not None:
+        return lat, len(complete), size, probe.load_ms
     return lat, len(complete)
 
 
@@ -203,13 +222,63 @@ def throughput(rounds, games):
     return med, ratio, runs
 
 
+SIZES = {"50KB": [64, 64], "50MB": [1600, 1600, 1024]}  # Pendulum MLPs: ~60 KB and ~50 MB with Adam state
+CONFIGS = [  # (name, size, watch, reloadInterval, in place)
+    ("events, interval 30, rename", "50KB", "events", 30.0, False),
+    ("events, interval 30, rename", "50MB", "events", 30.0, False),
+    ("events, interval 30, in place", "50KB", "events", 30.0, True),
+    ("events, interval 30, in place", "50MB", "events", 30.0, True),
+    ("events, interval 0.5, rename", "50KB", "events", 0.5, False),
+    ("poll, interval 0.5, rename", "50KB", "poll", 0.5, False),
+    ("poll, interval 0.5, rename", "50MB", "poll", 0.5, False),
+]
+
+
+def latency_matrix(reloads, runs):
+    rows, out = [], {"configs": []}
+    for name, size, watch, interval, in_place in CONFIGS:
+        per_run = []
+        for r in range(runs):
+            load_before = os.getloadavg()
+            pace = (0.3, 0.6) if watch == "events" else (0.9, 1.6)
+            lat, written, nbytes, load_ms = latency(reloads, "step", 1, interval, watch, SIZES[size], in_place, pace)
+            per_run.append({
+                "p50_s": pct(lat, 50), "p95_s": pct(lat, 95), "max_s": max(lat), "reloads": len(lat),
+                "written": written, "checkpoint_bytes": nbytes, "load_ms_median": statistics.median(load_ms),
+                "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "samples_s": [round(x, 4) for x in lat],
+            })  # fmt: skip
+            print("%-32s %s run %d: p50 %.1f ms, p95 %.1f ms, max %.1f ms (%d/%d, load %.1f ms; loadavg %.2f)"
+                  % (name, size, r + 1, pct(lat, 50) * 1e3, pct(lat, 95) * 1e3, max(lat) * 1e3, len(lat), written,
+                     statistics.median(load_ms), load_before[0]), flush=True)  # fmt: skip
+        p50 = statistics.median(x["p50_s"] for x in per_run)
+        p95s = [x["p95_s"] for x in per_run]
+        target = 0.05 if watch == "events" else 0.7
+        out["configs"].append({"name": name, "size": size, "watch": watch, "reload_interval": interval,
+                               "in_place": in_place, "p50_s": p50, "p95_s": statistics.median(p95s),
+                               "p95_min_max_s": [min(p95s), max(p95s)], "runs": per_run})  # fmt: skip
+        rows.append(["%s, %s (%.0f KB)" % (name, size, per_run[0]["checkpoint_bytes"] / 1e3),
+                     "%.1f / %.1f ms" % (p50 * 1e3, statistics.median(p95s) * 1e3),
+                     "%.1f-%.1f ms" % (min(p95s) * 1e3, max(p95s) * 1e3),
+                     "p95 <= %g ms" % (target * 1e3), "yes" if statistics.median(p95s) <= target else "NO"])  # fmt: skip
+    print_table(rows, ["configuration (swapAt=step, 1 env)", "p50 / p95 (median of runs)", "p95 range", "target", "met"])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--part", choices=("latency", "rest", "all"), default="all")
     ap.add_argument("--reloads", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     a = ap.parse_args()
     n = 5 if a.quick else a.reloads
     torch.set_num_threads(1)
+    if a.part in ("latency", "all"):
+        out = latency_matrix(n, 1 if a.quick else a.runs)
+        cmd = "python benchmarks/reload_latency.py --part latency --reloads %d --runs %d" % (n, a.runs)
+        print("wrote", write_result("reload_latency_events", out, cmd + (" --quick" if a.quick else "")))
+    if a.part == "latency":
+        return
     rows, out = [], {}
     for swap_at, envs in (("step", 1), ("game", 1)):
         lat, written = latency(n, swap_at, envs)

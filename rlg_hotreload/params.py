@@ -256,6 +256,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
             deterministic=tr["deterministic"],
             render=False,  # viewers draw inside env.step (gymnasium human mode, MuJoCo/Isaac Gym viewers)
             reload_interval=tr["reloadInterval"],
+            watch=tr["watch"],
             swap_at=tr["swapAt"],
             load_env_state=tr["loadEnvState"],
             train_dir=tr["trainDir"],

@@ -26,6 +26,7 @@ from rlg_hotreload.frame_grab import FrameGrab
 from rlg_hotreload.records import CheckpointInfo, CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.reload import (
     LOADERS,
+    WATCH_MODES,
     CheckpointError,
     CheckpointSource,
     CheckpointWatcher,
@@ -83,6 +84,7 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
         self.load_env_state = _choice(pc, "load_env_state", ENV_STATE, "always")
         self.train_dir = str(pc.get("train_dir", "runs"))
         self.loader = _choice(pc, "loader", tuple(LOADERS), "process")
+        self.watch = _choice(pc, "watch", WATCH_MODES, "auto")  # file events | timer only (see reload.events)
         self.max_checkpoint_mb = float(pc.get("max_checkpoint_mb", 2048))
         if not self.max_checkpoint_mb > 0:
             raise ValueError("player.max_checkpoint_mb=%r: must be > 0" % self.max_checkpoint_mb)
@@ -136,7 +138,7 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
             self.source = source.describe()
             self.watcher = CheckpointWatcher(
                 source, self.model.state_dict(), self.reload_interval, loader=self.loader,
-                max_bytes=int(self.max_checkpoint_mb * 2**20),
+                max_bytes=int(self.max_checkpoint_mb * 2**20), watch=self.watch,
             )  # fmt: skip
         return self.watcher
 

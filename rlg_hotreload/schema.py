@@ -92,6 +92,11 @@ KEYS: Tuple[Key, ...] = (
         aliases=("reloadInterval",), min=0),
     Key("train.testGamesNum", int, 0, "games to play; `0` = until Ctrl+C", aliases=("testGamesNum",), min=0),
     Key("train.deterministic", bool, True, "play the mean action"),
+    Key("train.watch", str, "auto",
+        "how new checkpoints are noticed: `events` = file events (inotify, ...) wake the watcher at once, the "
+        "`reloadInterval` check stays as a safety net; `poll` = the timer alone; `auto` = events, except on "
+        "network filesystems (NFS, SMB, SSHFS/FUSE), which send no events from other hosts",
+        aliases=("watch",), choices=("auto", "events", "poll")),
     Key("train.swapAt", str, "auto",
         "`game`: swap weights between games; `step`: between steps; `auto`: game for 1 env, step for batched envs",
         choices=("auto", "game", "step")),

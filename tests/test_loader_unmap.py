@@ -11,7 +11,6 @@ import torch
 
 from rlg_hotreload.reload import ProcessLoader, stat_version
 
-
 _BEFORE: set = set()
 
 

@@ -8,6 +8,7 @@ Why a package of small modules: each fault a long-running monitor meets has one 
 - :mod:`~rlg_hotreload.reload.loaders` — the ``Loader`` interface and the inline loader;
 - :mod:`~rlg_hotreload.reload.process` / :mod:`~rlg_hotreload.reload.child` / :mod:`~rlg_hotreload.reload.blob`
   — the loader child process and its shared-memory hand-over;
+- :mod:`~rlg_hotreload.reload.events` — file events that wake the watcher (timer alone on network filesystems);
 - :mod:`~rlg_hotreload.reload.watcher` — the thread that never dies, its health, and the mailbox.
 """
 
@@ -23,6 +24,7 @@ from rlg_hotreload.reload.checkpoint import (
     model_state,
     read_regular_file,
 )  # fmt: skip
+from rlg_hotreload.reload.events import MODES as WATCH_MODES
 from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
 from rlg_hotreload.reload.mailbox import Mailbox
 from rlg_hotreload.reload.process import ProcessLoader
@@ -30,7 +32,7 @@ from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_vers
 from rlg_hotreload.reload.watcher import LOADERS, CheckpointWatcher, make_loader
 
 __all__ = [
-    "BAD", "LOADERS", "MISMATCH", "TRANSIENT", "CheckpointError", "CheckpointSource", "CheckpointWatcher",
+    "BAD", "LOADERS", "MISMATCH", "TRANSIENT", "WATCH_MODES", "CheckpointError", "CheckpointSource", "CheckpointWatcher",
     "FileVersion", "InlineLoader", "LoadedCheckpoint", "Loader", "LoaderUnavailable", "Mailbox", "ProcessLoader",
     "check_compatible", "load_checkpoint_file", "load_weights_only", "make_loader", "model_state",
     "read_regular_file", "stat_version",

@@ -41,13 +41,21 @@ def die_with_parent(parent_pid: Optional[int]) -> None:
 
 
 def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[int], Dict[str, Any]]:
-    from rlg_hotreload.reload.blob import NoSpace, write_blob
-    from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, load_checkpoint_file
+    from rlg_hotreload.reload.blob import NoSpace, discard, write_blob
+    from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError
+    from rlg_hotreload.reload.mapped import mapped_checkpoint
     from rlg_hotreload.reload.source import FileVersion
 
+    fd: Optional[int] = None
+    reply: Dict[str, Any] = {}
     try:
-        loaded = load_checkpoint_file(FileVersion(*json.loads(line)), ref, "cpu", max_bytes)
-        fd, reply = write_blob(loaded.state, loaded.env_state)
+        try:
+            with mapped_checkpoint(FileVersion(*json.loads(line)), ref, max_bytes) as loaded:
+                fd, reply = write_blob(loaded.state, loaded.env_state)  # copied out of the mapped file
+        except BaseException:
+            if fd is not None:
+                discard(fd, reply)  # the file changed while its tensors were copied: drop that blob
+            raise
     except CheckpointError as e:
         return None, {"ok": False, "error": str(e), "kind": e.kind}
     except NoSpace as e:

@@ -70,6 +70,7 @@ class CheckpointSource:
         self.train_dir = train_dir
         #: entries skipped by the last call, path -> reason (the watcher logs each once)
         self.problems: Dict[str, str] = {}
+        self._run: Optional[str] = None  # the run folder the last call to candidates() listed
         if spec == LATEST:
             self.kind = "latest"
         elif spec.endswith(".pth") or os.path.isfile(spec):
@@ -139,6 +140,30 @@ class CheckpointSource:
                 self.problems[self.spec] = e.strerror or type(e).__name__
                 return []
             return [v] if v is not None else []
-        d = self.run_dir()
+        d = self._run = self.run_dir()
         files = self._run_files(d) if d else []
         return sorted(files, key=lambda v: (v.mtime_ns, v.path), reverse=True)
+
+    def watch_dirs(self) -> List[str]:
+        """Folders whose changes may bring a new candidate (for file events; they need not exist).
+
+        For `latest`: the training folder (new runs, the `latest_train` link), the run followed and the
+        run folder changed last (a new run, before it holds its first checkpoint).
+        """
+        if self.kind == "file":
+            return [os.path.dirname(self.spec) or "."]
+        if self.kind == "folder":
+            return [self.spec, os.path.join(self.spec, "nn")]
+        runs = [self._run] if self._run else []
+        newest, newest_mtime = None, 0
+        for name in _listdir(self.train_dir):
+            d = os.path.join(self.train_dir, name)
+            try:
+                st = os.stat(d)
+            except OSError:
+                continue  # gone, or a symlink loop: reported by candidates() if it matters
+            if not name.startswith(".") and name != LATEST_LINK and os.path.isdir(d) and st.st_mtime_ns > newest_mtime:
+                newest, newest_mtime = d, st.st_mtime_ns
+        if newest is not None and newest not in runs:
+            runs.append(newest)
+        return [self.train_dir] + [p for r in runs for p in (r, os.path.join(r, "nn"))]

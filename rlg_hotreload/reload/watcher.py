@@ -1,4 +1,8 @@
-"""The watcher thread: every ``interval`` s find the newest usable checkpoint and prepare it off the hot path.
+"""The watcher thread: find the newest usable checkpoint and prepare it off the hot path.
+
+When to look: at once when a file event says a checkpoint was closed or renamed into place (see
+:mod:`~rlg_hotreload.reload.events`), and every ``interval`` s in any case (the only trigger in poll mode
+and on network filesystems, a safety net otherwise).
 
 Why a thread that never dies: a monitor runs for days next to training, on NFS/SSHFS mounts that go
 stale, in folders that change owner; an exception that ends the thread would leave the player playing
@@ -31,6 +35,7 @@ from rlg_hotreload.reload.checkpoint import (
     LoadedCheckpoint,
     one_line,
 )  # fmt: skip
+from rlg_hotreload.reload.events import FileEvents
 from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
 from rlg_hotreload.reload.mailbox import Mailbox
 from rlg_hotreload.reload.process import ProcessLoader
@@ -67,6 +72,7 @@ class CheckpointWatcher:
         loader: str = "inline",
         max_bytes: int = DEFAULT_MAX_MB << 20,
         timeout: float = 120.0,
+        watch: str = "auto",
     ) -> None:
         self.source = source
         self.reference = {k: v.detach() for k, v in reference.items()}
@@ -88,6 +94,8 @@ class CheckpointWatcher:
         self._polls = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by file events and by stop()
+        self.events = FileEvents(watch, self._wake, interval)
         self._first_check = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._last_wait_log = 0.0
@@ -123,6 +131,7 @@ class CheckpointWatcher:
         h["alive"] = self._thread is not None and self._thread.is_alive()
         loader = self.loader
         h["loader"] = loader.describe() if loader is not None else {"name": self.loader_name}
+        h["watch"] = self.events.describe()
         return h
 
     # -- thread ------------------------------------------------------------------------------------
@@ -134,6 +143,7 @@ class CheckpointWatcher:
     def stop(self, timeout: float = 1.0) -> None:
         """Bounded whatever a load is doing: the loader is closed first (a pending load ends at once)."""
         self._stop.set()
+        self._wake.set()
         loader = self.loader
         if loader is not None:
             loader.close(timeout)
@@ -146,6 +156,7 @@ class CheckpointWatcher:
             if self.current_version is not None and self.interval > 0:
                 self.ensure_loader()  # start the child now, not at the first reload
             while not self._stop.is_set():
+                self._wake.clear()  # an event from now on means: look again
                 accepted = False
                 try:
                     accepted = self.poll()
@@ -167,10 +178,22 @@ class CheckpointWatcher:
                     delay = min(self.interval, 1.0)
                 else:
                     delay = self.interval or 1.0
-                self._stop.wait(delay)
+                soon = [t for _, t in self._retry.values() if t > time.monotonic()]
+                if soon:  # a file to try again soon (one young enough to be still being written)
+                    delay = min(delay, min(soon) - time.monotonic() + 0.01)
+                if not self._watch_folders():
+                    self._wake.wait(delay)
         finally:
+            self.events.close()
             if self.loader is not None:
                 self.loader.close()
+
+    def _watch_folders(self) -> bool:
+        """Follow the source's folders with file events; True if one is newly watched (look into it now)."""
+        try:
+            return self.events.sync(self.source.watch_dirs())
+        except OSError:
+            return False  # the folder is unusable: the next check reports it and backs off
 
     def _note(self, message: str) -> None:
         with self._lock:
@@ -261,12 +284,17 @@ class CheckpointWatcher:
         for rank, version in ranked:
             if self._current_rank is not None and (version == self.current_version or rank <= self._current_rank):
                 return False  # nothing newer than what is playing: never roll back
+            if self.current_version is not None and version[:4] == self.current_version[:4]:
+                # only its ctime changed (chmod, chown) since it was loaded: these weights play already
+                self.current_version, self._current_rank = version, rank
+                return False
             if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
                 continue
-            if self._stop.wait(self.settle):
-                return False
-            if stat_version(version.path) != version:
-                return False  # still being written: look again at the next check
+            if not self.events.complete(version):  # no close/rename event vouches for it: look twice
+                if self._wake.wait(self.settle):
+                    return False  # stopping, or an event came (maybe vouching for it): look again now
+                if stat_version(version.path) != version:
+                    return False  # still being written: look again at the next check (or event)
             try:
                 loaded = self._load(version)
             except CheckpointError as e:
