@@ -74,6 +74,7 @@ def make_params(cfg: Dict[str, Any], edit: Optional[ParamsEdit] = None) -> Dict[
     if cfg["multi_gpu"] and ranks is not None:
         distributed.apply_ranks(cfg, ranks)
     paramslib.check_checkpoint(tr["checkpoint"], test)
+    paramslib.check_remote_checkpoint(tr)  # s3://...: the store answers and the bucket exists
     compare_spec.check(cfg)  # compare=: its slots, before anything heavy
     if not cfg["headless"] and test and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         raise ConfigError(

@@ -71,7 +71,8 @@ def flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for k, v in d.items():
         key = prefix + str(k)
-        if isinstance(v, dict):
+        spec = schema.lookup(key)
+        if isinstance(v, dict) and not (spec is not None and spec.type is dict):  # a mapping-valued key stays whole
             out.update(flatten(v, key + "."))
         else:
             out[key] = v

@@ -134,8 +134,8 @@ def check_checkpoint(spec: str, test: bool) -> None:
         raise ConfigError(
             "train.checkpoint: required for testing; allowed: a .pth file, an experiment folder, latest"
         )
-    if not spec or spec == "latest":
-        return
+    if not spec or spec == "latest" or (test and _is_url(spec)):
+        return  # a URL: check_remote_checkpoint
     if test:
         if not os.path.exists(spec):
             parent = os.path.dirname(spec) or "."
@@ -145,6 +145,24 @@ def check_checkpoint(spec: str, test: bool) -> None:
             )
     elif not os.path.isfile(spec):
         raise ConfigError("train.checkpoint=%s: no such file to resume training from" % spec)
+
+
+def _is_url(spec: str) -> bool:
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+://", spec or "") is not None
+
+
+def check_remote_checkpoint(tr: Dict[str, Any]) -> None:
+    """A URL checkpoint (or ``latest`` in a URL ``trainDir``) when playing: the fsspec protocol is installed,
+    the store answers with these credentials, the bucket exists (README: Checkpoints in object storage)."""
+    spec = tr["checkpoint"]
+    if not tr["test"] or not (_is_url(spec) or (spec == "latest" and _is_url(tr["trainDir"]))):
+        return
+    from rlg_hotreload.reload import check_remote
+
+    try:
+        check_remote(spec, tr["trainDir"], tr["storageOptions"], tr["watch"])
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def check_env_config(task: str, env_config: Dict[str, Any]) -> Optional[str]:
@@ -262,6 +280,7 @@ def build_params(cfg: Dict[str, Any], yaml_cfg: Dict[str, Any]) -> Dict[str, Any
             train_dir=tr["trainDir"],
             checkpoint=tr["checkpoint"],
             max_checkpoint_mb=tr["maxCheckpointMB"],
+            storage_options=tr["storageOptions"],
             print_stats=tr["printStats"],
             use_vecenv=True,
         )

@@ -28,8 +28,8 @@ from rlg_hotreload.reload import (
     LOADERS,
     WATCH_MODES,
     CheckpointError,
-    CheckpointSource,
     CheckpointWatcher,
+    make_source,
 )
 from rlg_hotreload.signals import install_stop_handlers
 from rlg_hotreload.steer import Steer
@@ -85,6 +85,7 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
         self.train_dir = str(pc.get("train_dir", "runs"))
         self.loader = _choice(pc, "loader", tuple(LOADERS), "process")
         self.watch = _choice(pc, "watch", WATCH_MODES, "auto")  # file events | timer only (see reload.events)
+        self.storage_options = dict(pc.get("storage_options") or {})  # fsspec options for URL checkpoints
         self.max_checkpoint_mb = float(pc.get("max_checkpoint_mb", 2048))
         if not self.max_checkpoint_mb > 0:
             raise ValueError("player.max_checkpoint_mb=%r: must be > 0" % self.max_checkpoint_mb)
@@ -134,11 +135,11 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
 
     def _make_watcher(self, spec: str) -> CheckpointWatcher:
         if self.watcher is None or self.watcher.source.spec != spec:
-            source = CheckpointSource(spec, self.train_dir)
+            source = make_source(spec, self.train_dir, self.storage_options)
             self.source = source.describe()
             self.watcher = CheckpointWatcher(
                 source, self.model.state_dict(), self.reload_interval, loader=self.loader,
-                max_bytes=int(self.max_checkpoint_mb * 2**20), watch=self.watch,
+                max_bytes=int(self.max_checkpoint_mb * 2**20), watch="poll" if source.atomic else self.watch,
             )  # fmt: skip
         return self.watcher
 

@@ -109,6 +109,11 @@ KEYS: Tuple[Key, ...] = (
         allowed_text="a YAML path"),
     Key("train.trainDir", str, "runs", "where runs are written and where `checkpoint=latest` looks",
         aliases=("trainDir",), allowed_text="a folder"),
+    Key("train.storageOptions", dict, None,
+        "for a URL `checkpoint`/`trainDir` (`s3://...`): options passed to fsspec as is (`{endpoint_url: ..., key: ..., "
+        "secret: ...}` for S3, or `{anon: true}`); null = the store's standard environment (`AWS_ENDPOINT_URL`, "
+        "`AWS_ACCESS_KEY_ID`, profiles)", aliases=("storageOptions",), nullable=True,
+        allowed_text="a mapping (YAML, or `{k: v}` on the command line)"),
     Key("train.maxEpochs", int, None, "override the train config's `max_epochs`", aliases=("maxEpochs",),
         min=1, nullable=True),
     Key("train.maxCheckpointMB", int, 2048,
@@ -189,6 +194,10 @@ def coerce(key: Key, value: Any) -> Any:
             raise InvalidValue(
                 ("allowed range is %s" if both else "must be %s") % key.allowed(with_null=False)
             )
+    elif key.type is dict:
+        if not isinstance(value, dict):
+            raise InvalidValue("must be a mapping (YAML, e.g. {anon: true})")
+        value = dict(value)
     else:
         if isinstance(value, (list, dict)):
             raise InvalidValue("must be text, not a list or mapping")

@@ -3,6 +3,7 @@
 Why a package of small modules: each fault a long-running monitor meets has one home here.
 
 - :mod:`~rlg_hotreload.reload.source` — which checkpoint files exist now (`file`, folder, `latest`);
+- :mod:`~rlg_hotreload.reload.remote` — the same for object storage and remote filesystems (fsspec URLs);
 - :mod:`~rlg_hotreload.reload.checkpoint` — reading one file (regular, size-bounded, weights only) and
   validating it (keys, shapes, dtypes, dense, finite);
 - :mod:`~rlg_hotreload.reload.loaders` — the ``Loader`` interface and the inline loader;
@@ -28,6 +29,7 @@ from rlg_hotreload.reload.events import MODES as WATCH_MODES
 from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
 from rlg_hotreload.reload.mailbox import Mailbox
 from rlg_hotreload.reload.process import ProcessLoader
+from rlg_hotreload.reload.remote import RemoteSource, check_remote, make_source
 from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_version
 from rlg_hotreload.reload.watcher import LOADERS, CheckpointWatcher, make_loader
 
@@ -35,5 +37,5 @@ __all__ = [
     "BAD", "LOADERS", "MISMATCH", "TRANSIENT", "WATCH_MODES", "CheckpointError", "CheckpointSource", "CheckpointWatcher",
     "FileVersion", "InlineLoader", "LoadedCheckpoint", "Loader", "LoaderUnavailable", "Mailbox", "ProcessLoader",
     "check_compatible", "load_checkpoint_file", "load_weights_only", "make_loader", "model_state",
-    "read_regular_file", "stat_version",
+    "read_regular_file", "stat_version", "RemoteSource", "check_remote", "make_source",
 ]  # fmt: skip

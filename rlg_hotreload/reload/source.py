@@ -22,13 +22,17 @@ _GONE = (errno.ENOENT, errno.ENOTDIR)
 
 
 class FileVersion(NamedTuple):
-    """Identity of one version of one file: a rewrite in place, a rename or a chmod changes it."""
+    """Identity of one version of one file: a rewrite in place, a rename or a chmod changes it.
+
+    ``tag``: an object store's ETag/generation (remote sources, where ``inode`` and ``ctime_ns`` are 0).
+    """
 
     path: str
     size: int
     mtime_ns: int
     inode: int
     ctime_ns: int = 0
+    tag: str = ""
 
     @property
     def mtime(self) -> float:
@@ -64,6 +68,8 @@ class CheckpointSource:
     - `latest`: `<train_dir>/latest_train` when that link exists, else the run folder in `train_dir`
       whose newest checkpoint is the newest of all.
     """
+
+    atomic = False  # files may be seen half-written: the watcher looks twice before loading
 
     def __init__(self, spec: str, train_dir: str = "runs") -> None:
         self.spec = spec
@@ -167,3 +173,13 @@ class CheckpointSource:
         if newest is not None and newest not in runs:
             runs.append(newest)
         return [self.train_dir] + [p for r in runs for p in (r, os.path.join(r, "nn"))]
+
+    def fetch(self, version: FileVersion, max_bytes: int) -> FileVersion:
+        """The local file to load for ``version`` (a remote source downloads it first)."""
+        return version
+
+    def release(self, local: FileVersion) -> None:
+        """Done with what :meth:`fetch` returned (a remote source deletes its temp copy)."""
+
+    def close(self) -> None:
+        """Release what the source holds (a remote source's temp folder)."""

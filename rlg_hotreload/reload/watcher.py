@@ -18,6 +18,7 @@ as now, with one warning). The player never rolls back to a version seen before 
 The player's side is the one-slot :class:`~rlg_hotreload.reload.mailbox.Mailbox`.
 """
 
+import dataclasses
 import logging
 import os
 import threading
@@ -185,6 +186,7 @@ class CheckpointWatcher:
                     self._wake.wait(delay)
         finally:
             self.events.close()
+            self.source.close()
             if self.loader is not None:
                 self.loader.close()
 
@@ -231,15 +233,19 @@ class CheckpointWatcher:
         loader = self.ensure_loader()
         with self._lock:
             self._health["loading"] = version.path
+        local = self.source.fetch(version, self.loader_kwargs["max_bytes"])  # a download for a remote source
         try:
             try:
-                return loader.load(version)
+                loaded = loader.load(local)
             except LoaderUnavailable as e:
                 if self._stop.is_set():
                     raise CheckpointError("loader stopped", TRANSIENT) from e
                 self._fall_back(e)
-                return self.ensure_loader().load(version)
+                loaded = self.ensure_loader().load(local)
+            return loaded if local is version else dataclasses.replace(loaded, version=version)
         finally:
+            if local is not version:
+                self.source.release(local)
             with self._lock:
                 self._health["loading"] = None
 
@@ -284,13 +290,13 @@ class CheckpointWatcher:
         for rank, version in ranked:
             if self._current_rank is not None and (version == self.current_version or rank <= self._current_rank):
                 return False  # nothing newer than what is playing: never roll back
-            if self.current_version is not None and version[:4] == self.current_version[:4]:
+            if self.current_version is not None and version._replace(ctime_ns=0) == self.current_version._replace(ctime_ns=0):
                 # only its ctime changed (chmod, chown) since it was loaded: these weights play already
                 self.current_version, self._current_rank = version, rank
                 return False
             if version in self.rejected or self._retry.get(version, (0, 0.0))[1] > time.monotonic():
                 continue
-            if not self.events.complete(version):  # no close/rename event vouches for it: look twice
+            if not self.source.atomic and not self.events.complete(version):  # no close/rename event vouches for it: look twice
                 if self._wake.wait(self.settle):
                     return False  # stopping, or an event came (maybe vouching for it): look again now
                 if stat_version(version.path) != version:
