@@ -86,8 +86,9 @@ KEYS: Tuple[Key, ...] = (
         nullable=True, allowed_text="latest, best, .pth files, comma-separated"),
     Key("train.test", bool, False, "`true` = play with HotReloadPlayer, `false` = train", aliases=("test",)),
     Key("train.checkpoint", str, "",
-        "test: a `.pth` file, an experiment folder (its newest `nn/*.pth`) or `latest`; train: resume from a `.pth`",
-        aliases=("checkpoint",), allowed_text="a path, latest, or empty"),
+        "test: a `.pth` file, an experiment folder (its newest `nn/*.pth`) or `latest`, local or an `s3://` (fsspec) "
+        "URL (README: Checkpoints in object storage); train: resume from a `.pth`",
+        aliases=("checkpoint",), allowed_text="a path, a URL, latest, or empty"),
     Key("train.reloadInterval", float, 30.0, "seconds between checks for a newer checkpoint; `0` = load once",
         aliases=("reloadInterval",), min=0),
     Key("train.testGamesNum", int, 0, "games to play; `0` = until Ctrl+C", aliases=("testGamesNum",), min=0),

@@ -2,7 +2,7 @@
 # Set up whatever is missing to run rlg-hotreload from this checkout, and nothing else.
 #
 #   scripts/setup.sh            what the demo needs: EGL system libraries, .venv, torch, .[stream,mujoco]
-#   scripts/setup.sh --dev      what the whole test suite needs as well: xvfb, chromium, .[...,gpu,dev]
+#   scripts/setup.sh --dev      what the whole test suite needs as well: xvfb, chromium, .[...,gpu,dev,remote]
 #   scripts/setup.sh --check    say what would be done, change nothing (exit 0: nothing to do, 1: something)
 #
 # scripts/demo.sh and scripts/test.sh source this file and call rlg_setup. Why a script and not only
@@ -186,7 +186,7 @@ rlg_torch() {
 # files' hash and the extras installed; pip runs only when they changed or the import points elsewhere.
 rlg_project() {
   local dev="$1" check="$2" extras="stream,mujoco" hash stamp="$RLG_VENV/$RLG_STAMP_NAME" old="" want here
-  [ "$dev" = 1 ] && extras="stream,mujoco,gpu,dev"
+  [ "$dev" = 1 ] && extras="stream,mujoco,gpu,dev,remote"
   extras="$(rlg_union "" "$extras")"  # sorted, as the stamp keeps them
   hash="$(cat "$RLG_ROOT/setup.cfg" "$RLG_ROOT/setup.py" "$RLG_ROOT/pyproject.toml" | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && old="$(cat "$stamp")"

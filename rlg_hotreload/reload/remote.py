@@ -21,6 +21,7 @@ watcher: a warning once per cause, retries with backoff, playback goes on.
 """
 
 import dataclasses
+import logging
 import os
 import re
 import shutil
@@ -110,6 +111,10 @@ class RemoteSource(CheckpointSource):
 
     def __init__(self, spec: str, train_dir: str = "runs", storage_options: Optional[Dict[str, Any]] = None) -> None:
         import fsspec  # lazy: only remote sources need it (extra `remote`)
+
+        for name in ("botocore", "aiobotocore", "s3fs"):  # "Found credentials in ...": not the user's news
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
 
         super().__init__(spec, train_dir)
         self.url = train_dir if spec == LATEST else spec
@@ -291,8 +296,9 @@ def check_remote(spec: str, train_dir: str, storage_options: Optional[Dict[str, 
     try:
         fsspec.get_filesystem_class(proto)
     except ImportError as e:
-        raise ValueError("%s=%s: the %s protocol needs a package that is not installed (%s): %s"
-                         % (key, redact(url), proto, one_line(e), INSTALL_HINT)) from e  # fmt: skip
+        hint = INSTALL_HINT if proto in ("s3", "s3a") else "install the fsspec package for %s://" % proto
+        raise ValueError("%s=%s: the %s protocol needs a package that is not installed (%s); %s"
+                         % (key, redact(url), proto, one_line(e).rstrip("."), hint)) from e  # fmt: skip
     except ValueError as e:
         raise ValueError("%s=%s: unknown protocol '%s'; allowed: a path or an fsspec URL (s3://, gs://, sftp://, ...)"
                          % (key, redact(url), proto)) from e  # fmt: skip
