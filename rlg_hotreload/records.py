@@ -95,8 +95,9 @@ class Summary(CheckpointStats):
         ]  # fmt: skip
         h = self.watcher
         if h:
-            out.append("  watcher: %d checks, last %s s ago, %d errors%s" % (
-                h.get("checks", 0), h.get("last_check_age_s"), h.get("errors", 0),
+            out.append("  watcher: %d checks%s, last %s s ago, %d errors%s" % (
+                h.get("checks", 0), " of %s" % h["source"] if h.get("source") else "", h.get("last_check_age_s"),
+                h.get("errors", 0),
                 " (last: %s)" % h["last_error"] if h.get("last_error") else ""))  # fmt: skip
         rows = [(k, v) for k, v in self.per_checkpoint.items() if k is not None]
         if len(rows) > max_rows:

@@ -5,15 +5,19 @@ loads them in the real loader child. AWS_ENDPOINT_URL always points at the local
 local port): no test ever contacts AWS or resolves a made-up name.
 """
 
+import json
 import os
 import socket
 import time
+import urllib.request
 
 import pytest
 from helpers.ckpt_factory import variant_bytes
 from helpers.procs import Proc, free_port, run_cli
 
+from rlg_hotreload.readyfile import wait_ready_file
 from rlg_hotreload.reload import CheckpointWatcher, load_weights_only, make_source, model_state
+from rlg_hotreload.reload.remote import redact
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -22,6 +26,7 @@ boto3 = pytest.importorskip("boto3")
 BUCKET = "rlg-ckpts"
 WAIT = 30.0
 PLAY = ["config=test", "task=Pendulum-v1", "printStats=false"]
+PLAY_STREAM = ["config=test_stream", "task=Pendulum-v1", "printStats=false"]
 
 
 class Server:
@@ -163,22 +168,35 @@ def test_latest_under_a_prefix_follows_the_newest_run_and_a_marker(s3):
     put("runs/latest_train", b"old\n")  # a marker object names the run (no symlinks in a bucket)
     assert [v.path for v in source.candidates()] == ["s3://%s/runs/old/nn/a.pth" % BUCKET]
     assert source.describe() == "latest run in s3://%s/runs" % BUCKET
+    assert redact("sftp://user:pw@host/runs") == "sftp://host/runs"
     single = make_source("s3://%s/runs/new/nn/b.pth" % BUCKET)
     assert [v.size for v in single.candidates()] == [1]
 
 
 def test_play_from_s3_with_the_cli(s3, checkpoint_copy, tmp_path):
+    """The real CLI with the stream: the first object, an overwrite of the same key; /status and the
+    summary name the URL (with credentials in storageOptions, which are never shown)."""
     _, client = s3
     client.put_object(Bucket=BUCKET, Key="runs/X/nn/a.pth", Body=variant_bytes(checkpoint_copy, 1))
-    p = Proc(PLAY + ["checkpoint=s3://%s/runs/X" % BUCKET, "reloadInterval=0.5"], str(tmp_path))
+    ready = tmp_path / "stream.json"
+    p = Proc(PLAY_STREAM + ["checkpoint=s3://%s/runs/X" % BUCKET, "reloadInterval=0.5",
+                            "streamPort=%d" % free_port(), "streamReadyFile=%s" % ready,
+                            "storageOptions={key: testing, secret: s3cr3t-value}"], str(tmp_path))  # fmt: skip
     try:
         p.wait_for(r"Loaded s3://%s/runs/X/nn/a.pth \(epoch 1," % BUCKET, 180)
         client.put_object(Bucket=BUCKET, Key="runs/X/nn/a.pth", Body=variant_bytes(checkpoint_copy, 2))
         p.wait_for(r"Reloaded s3://%s/runs/X/nn/a.pth \(epoch 2," % BUCKET, 60)
+        info = wait_ready_file(str(ready), 30, alive=lambda: p.p.poll() is None)
+        assert info is not None, p.output()[-3000:]
+        with urllib.request.urlopen(info["url"] + "status", timeout=10) as r:
+            status = r.read().decode()
+        assert json.loads(status)["source"] == "s3://%s/runs/X" % BUCKET
         p.interrupt(timeout=30)
     finally:
         p.kill()
-    assert "Traceback" not in p.output()
+    out = p.output()
+    assert "watcher: " in out and "checks of s3://%s/runs/X" % BUCKET in out, out[-2000:]
+    assert "Traceback" not in out and "s3cr3t-value" not in out + status
 
 
 def _one_error_line(r, *words):

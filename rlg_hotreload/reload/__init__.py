@@ -29,7 +29,8 @@ from rlg_hotreload.reload.events import MODES as WATCH_MODES
 from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
 from rlg_hotreload.reload.mailbox import Mailbox
 from rlg_hotreload.reload.process import ProcessLoader
-from rlg_hotreload.reload.remote import RemoteSource, check_remote, make_source
+from rlg_hotreload.reload.remote import RemoteSource, make_source
+from rlg_hotreload.reload.remote_check import check_remote
 from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_version
 from rlg_hotreload.reload.watcher import LOADERS, CheckpointWatcher, make_loader
 

@@ -133,6 +133,7 @@ class CheckpointWatcher:
         loader = self.loader
         h["loader"] = loader.describe() if loader is not None else {"name": self.loader_name}
         h["watch"] = self.events.describe()
+        h["source"] = self.source.describe()  # a URL without credentials for a remote source
         return h
 
     # -- thread ------------------------------------------------------------------------------------
