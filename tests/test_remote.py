@@ -16,7 +16,15 @@ from helpers.ckpt_factory import variant_bytes
 from helpers.procs import Proc, free_port, run_cli
 
 from rlg_hotreload.readyfile import wait_ready_file
-from rlg_hotreload.reload import CheckpointWatcher, load_weights_only, make_source, model_state
+from rlg_hotreload.reload import (
+    BAD,
+    TRANSIENT,
+    CheckpointError,
+    CheckpointWatcher,
+    load_weights_only,
+    make_source,
+    model_state,
+)  # fmt: skip
 from rlg_hotreload.reload.remote import redact
 
 pytest.importorskip("s3fs")
@@ -171,6 +179,28 @@ def test_latest_under_a_prefix_follows_the_newest_run_and_a_marker(s3):
     assert redact("sftp://user:pw@host/runs") == "sftp://host/runs"
     single = make_source("s3://%s/runs/new/nn/b.pth" % BUCKET)
     assert [v.size for v in single.candidates()] == [1]
+
+
+def test_a_download_is_capped_and_refuses_an_object_changed_since_it_was_listed(s3, checkpoint_copy):
+    _, client = s3
+    client.put_object(Bucket=BUCKET, Key="runs/X/nn/a.pth", Body=variant_bytes(checkpoint_copy, 1))
+    source = make_source("s3://%s/runs/X" % BUCKET)
+    try:
+        (listed,) = source.candidates()
+        with pytest.raises(CheckpointError, match="maxCheckpointMB=0") as e:
+            source.fetch(listed, 100)
+        assert e.value.kind == BAD
+        client.put_object(Bucket=BUCKET, Key="runs/X/nn/a.pth", Body=variant_bytes(checkpoint_copy, 2))
+        with pytest.raises(CheckpointError, match="changed since it was listed") as e:
+            source.fetch(listed, 1 << 30)
+        assert e.value.kind == TRANSIENT  # the next listing has the new version
+        (new,) = source.candidates()
+        local = source.fetch(new, 1 << 30)
+        assert local.size == new.size and os.path.isfile(local.path)
+        source.release(local)
+        assert not os.path.exists(local.path)
+    finally:
+        source.close()
 
 
 def test_play_from_s3_with_the_cli(s3, checkpoint_copy, tmp_path):

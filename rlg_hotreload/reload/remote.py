@@ -251,6 +251,8 @@ class RemoteSource(CheckpointSource):
             raise
         except Exception as e:  # noqa: BLE001 - any store error: the object is tried again later
             _remove(part)
+            if type(e).__name__ == "FileExpired":  # s3fs reads with If-Match: the listed ETag
+                raise CheckpointError("changed since it was listed", TRANSIENT) from e
             raise CheckpointError("cannot download (%s)" % describe_error(e), TRANSIENT) from e
         local = stat_version(final)
         if local is None:
