@@ -242,6 +242,10 @@ def test_bad_remote_input_exits_2_with_one_line(s3, tmp_path, monkeypatch):
     url = "s3://%s/runs/X" % BUCKET
     r = run_cli(PLAY + ["checkpoint=s3://no-such-bucket/runs/X"], str(tmp_path))
     _one_error_line(r, "train.checkpoint=s3://no-such-bucket/runs/X", "does not exist")
+    r = run_cli(PLAY + ["checkpoint=s3://no-such-bucket/X/nn/a.pth"], str(tmp_path))  # one object
+    _one_error_line(r, "train.checkpoint=s3://no-such-bucket/X/nn/a.pth", "does not exist")
+    r = run_cli(PLAY + ["checkpoint=%s" % url, "storageOptions={bogus_option: 1}"], str(tmp_path))
+    _one_error_line(r, "train.storageOptions=['bogus_option']", "bogus_option")
     r = run_cli(PLAY + ["checkpoint=%s" % url, "watch=events"], str(tmp_path))
     _one_error_line(r, "train.watch=events", "auto, poll")
     r = run_cli(PLAY + ["checkpoint=nosuchproto://x/y"], str(tmp_path))

@@ -38,18 +38,18 @@ def check_remote(spec: str, train_dir: str, storage_options: Optional[Dict[str, 
     if watch == "events":
         raise ValueError("train.watch=events: %s is remote and sends no file events; allowed with a URL: auto, poll"
                          % redact(url))  # fmt: skip
+    what = "%s=%s" % (key, redact(url))
     try:
         source = RemoteSource(spec, train_dir, storage_options)
-    except Exception as e:  # noqa: BLE001 - bad storageOptions, a malformed URL: said in one line
-        raise ValueError("%s=%s: %s" % (key, redact(url), describe_error(e))) from e
-    try:
-        if source.kind == "file":
-            source.fs.ls(source.root.split("/", 1)[0])  # the bucket must exist; the object may come later
-        else:
-            source.candidates()
-    except RemoteError as e:
-        raise ValueError("%s=%s: %s" % (key, redact(url), describe_error(e.__cause__ or e))) from e
+        try:
+            if source.kind == "file":
+                source.fs.ls(source.root.split("/", 1)[0])  # the bucket must exist; the object may come later
+            else:
+                source.candidates()
+        finally:
+            source.close()
     except Exception as e:  # noqa: BLE001 - any store error at start: one line, exit 2
-        raise ValueError("%s=%s: %s" % (key, redact(url), describe_error(e))) from e
-    finally:
-        source.close()
+        cause = e.__cause__ if isinstance(e, RemoteError) and e.__cause__ is not None else e
+        if isinstance(cause, TypeError) and storage_options:  # an option this store does not take
+            what = "train.storageOptions=%s" % sorted(storage_options)
+        raise ValueError("%s: %s" % (what, describe_error(cause))) from e
