@@ -80,7 +80,8 @@ def s3(monkeypatch):
     server = Server()
     _aws_env(monkeypatch, server.url)
     server.start()
-    client = boto3.client("s3")
+    urllib.request.urlopen(urllib.request.Request(server.url + "/moto-api/reset", method="POST"), timeout=10).close()
+    client = boto3.client("s3")  # the reset above: moto keeps buckets in this process from test to test
     client.create_bucket(Bucket=BUCKET)
     try:
         yield server, client

@@ -151,29 +151,28 @@ class RemoteSource(CheckpointSource):
             return dict(self.fs.find(self.root, detail=True))
         except FileNotFoundError as e:
             if self.kind != "file":
-                raise RemoteError("cannot list %s: %s" % (redact(self.url), describe_error(e))) from e
+                raise RemoteError(describe_error(e)) from e
             return {}  # the parent prefix holds nothing yet
         except Exception as e:  # noqa: BLE001 - botocore/aiohttp errors are no OSErrors: re-raised as one
-            raise RemoteError("cannot list %s: %s" % (redact(self.url), describe_error(e))) from e
+            raise RemoteError(describe_error(e)) from e
 
     @staticmethod
-    def _checkpoints(listing: Dict[str, Dict[str, Any]], folder: str) -> List[Dict[str, Any]]:
-        out = []
+    def _by_folder(listing: Dict[str, Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+        """Checkpoint objects (``*.pth``, not hidden) grouped by the folder they are in."""
+        out: Dict[str, List[Dict[str, Any]]] = {}
         for name, info in listing.items():
             head, _, base = name.rpartition("/")
-            if head == folder and base.endswith(".pth") and not base.startswith("."):
-                out.append(info)
+            if base.endswith(".pth") and not base.startswith("."):
+                out.setdefault(head, []).append(info)
         return out
 
-    def _run_files(self, listing: Dict[str, Dict[str, Any]], run: str) -> List[Dict[str, Any]]:  # type: ignore[override]
-        return self._checkpoints(listing, run + "/nn") or self._checkpoints(listing, run)
+    def _run_files(self, folders: Dict[str, List[Dict[str, Any]]], run: str) -> List[Dict[str, Any]]:  # type: ignore[override]
+        return folders.get(run + "/nn") or folders.get(run) or []
 
-    def _latest_run(self, listing: Dict[str, Dict[str, Any]]) -> Optional[str]:
+    def _latest_run(self, listing: Dict[str, Dict[str, Any]], folders: Dict[str, List[Dict[str, Any]]]) -> Optional[str]:
         prefix = self.root + "/"
-        runs: Dict[str, List[Dict[str, Any]]] = {}
-        for name, info in listing.items():
-            if name.startswith(prefix) and "/" in name[len(prefix):]:
-                runs.setdefault(name[len(prefix):].split("/", 1)[0], []).append(info)
+        runs = {name[len(prefix):].split("/", 1)[0] for name in listing
+                if name.startswith(prefix) and "/" in name[len(prefix):]}  # fmt: skip
         marker = listing.get(prefix + LATEST_LINK)
         if marker is not None:  # an object naming the run (a symlink cannot be uploaded)
             run = self._read_marker(marker)
@@ -182,10 +181,10 @@ class RemoteSource(CheckpointSource):
         if LATEST_LINK in runs:  # a synced copy of the latest_train folder
             return prefix + LATEST_LINK
         best, best_t = None, -1
-        for run in runs:
+        for run in sorted(runs):
             if run.startswith("."):
                 continue
-            t = max((_mtime_ns(i) for i in self._run_files(listing, prefix + run)), default=-1)
+            t = max((_mtime_ns(i) for i in self._run_files(folders, prefix + run)), default=-1)
             if t > best_t:
                 best, best_t = prefix + run, t
         return best
@@ -205,12 +204,13 @@ class RemoteSource(CheckpointSource):
         if self.kind == "file":
             infos = [listing[self.root]] if self.root in listing else []
         else:
+            folders = self._by_folder(listing)
             try:
-                run = self.root if self.kind == "folder" else self._latest_run(listing)
+                run = self.root if self.kind == "folder" else self._latest_run(listing, folders)
             except Exception as e:  # noqa: BLE001 - reading the marker: re-raised as one OSError
-                raise RemoteError("cannot read %s/%s: %s" % (redact(self.url), LATEST_LINK, describe_error(e))) from e
+                raise RemoteError("cannot read %s: %s" % (LATEST_LINK, describe_error(e))) from e
             self._run = run
-            infos = self._run_files(listing, run) if run else []
+            infos = self._run_files(folders, run) if run else []
         self._names = {}
         versions = [self._version(i) for i in infos]
         return sorted(versions, key=lambda v: (v.mtime_ns, v.path), reverse=True)
