@@ -42,9 +42,12 @@ NO_OVERHEAD = {"hot_vs_stock_wall": NAN, "aa_wall": NAN, "hot_vs_stock_cpu": NAN
 NO_STALL = {"stall_ratio": NAN, "quiet_ratio": NAN, "median_step_ms": NAN, "load_ms": [], "checkpoint_mb": NAN}
 
 
-def make(*args: Any, **kwargs: Any) -> Any:
+DEVICE = ["cpu"]  # --device: the policy's device for every player
+
+
+def make(workdir: str, overrides: Any, *args: Any, **kwargs: Any) -> Any:
     """``build_player``, then this run's thread count (rl-games' Runner applies ``torch_threads: 1``)."""
-    p = build_player(*args, **kwargs)
+    p = build_player(workdir, [*overrides, "rl_device=%s" % DEVICE[0]], *args, **kwargs)
     torch.set_num_threads(THREADS[0])
     return p
 
@@ -246,12 +249,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, as torch_threads)")
     ap.add_argument("--loads", type=int, default=3, help="50 MB loads per run in the stall part (default 3)")
     ap.add_argument("--only", choices=("overhead", "stall"), help="run one part only")
+    ap.add_argument("--device", default="cpu", help="the players' rl_device (default cpu; auto = cuda:0 on a GPU)")
     a = ap.parse_args()
     for name in ("runs", "rounds", "games", "envs", "threads", "loads"):
         if getattr(a, name) < 1:
             print("--%s=%r: must be >= 1" % (name, getattr(a, name)), file=sys.stderr)
             sys.exit(2)
     THREADS[0] = a.threads
+    DEVICE[0] = a.device
     runs = []
     rows = []
     for i in range(a.runs):

@@ -114,7 +114,7 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     ckpt = os.path.join(tmp, "exp", "nn", "bg.pth")
     os.makedirs(os.path.dirname(ckpt))
     cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": ckpt, "trainDir": tmp,
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": os.path.dirname(os.path.dirname(ckpt)), "trainDir": tmp,
          "printStats": False, "reloadInterval": 0,
          "stream": {"enabled": True, "port": free_port(), "fps": args.fps, "width": 640, "height": 480}},
         preset="test",
