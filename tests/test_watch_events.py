@@ -43,6 +43,21 @@ def _rename_into_place(path, data):
     os.replace(str(tmp), str(path))
 
 
+def _run_with_a(checkpoint_copy, tmp_path):
+    """``<tmp>/run/nn/a.pth`` (epoch 1); returns the ``nn`` folder."""
+    nn = tmp_path / "run" / "nn"
+    nn.mkdir(parents=True)
+    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    return nn
+
+
+def _loads_a_then_renamed_b(w, nn, checkpoint_copy):
+    """The watcher plays a.pth (epoch 1), then b.pth renamed into place (epoch 2)."""
+    assert _taken(w, 60).epoch == 1
+    _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
+    assert _taken(w).epoch == 2
+
+
 def _first_load(w, epoch):
     """The first checkpoint (found by the first check), then the watcher waits on its 30 s timer."""
     assert _taken(w, 60).epoch == epoch
@@ -53,9 +68,7 @@ def _first_load(w, epoch):
 
 
 def test_rename_and_in_place_rewrite_are_picked_up_at_once_with_interval_30(checkpoint_copy, tmp_path, rlg_log):
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run")
     try:
         _first_load(w, 1)
@@ -74,9 +87,7 @@ def test_rename_and_in_place_rewrite_are_picked_up_at_once_with_interval_30(chec
 def test_a_file_closed_half_written_is_never_played(checkpoint_copy, tmp_path, rlg_log):
     """A writer that closes between two halves makes a close event for a partial file: validation refuses
     it quietly (it is young), and the complete file, closed later, is the one played."""
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run")
     try:
         _first_load(w, 1)
@@ -95,14 +106,10 @@ def test_a_file_closed_half_written_is_never_played(checkpoint_copy, tmp_path, r
 
 def test_a_chmod_after_the_load_does_not_reload_the_same_weights(checkpoint_copy, tmp_path):
     """The event brings the file in at once; a chmod right after changes only its ctime: not a new file."""
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05)
     try:
-        assert _taken(w, 60).epoch == 1
-        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
-        assert _taken(w).epoch == 2
+        _loads_a_then_renamed_b(w, nn, checkpoint_copy)
         os.chmod(str(nn / "b.pth"), 0o600)  # a sync tool fixing permissions
         n = w.health()["checks"]
         assert not w.wait(1.0), "the same weights were loaded again"
@@ -145,9 +152,7 @@ def test_a_folder_that_does_not_exist_yet_is_watched_once_it_appears(checkpoint_
 
 
 def test_a_folder_deleted_and_made_again_is_watched_again(checkpoint_copy, tmp_path):
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run")
     try:
         _first_load(w, 1)
@@ -165,14 +170,10 @@ def test_a_folder_deleted_and_made_again_is_watched_again(checkpoint_copy, tmp_p
 
 
 def test_poll_mode_starts_no_observer_and_still_reloads(checkpoint_copy, tmp_path):
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05, watch="poll")
     try:
-        assert _taken(w, 60).epoch == 1
-        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
-        assert _taken(w).epoch == 2
+        _loads_a_then_renamed_b(w, nn, checkpoint_copy)
         h = w.health()["watch"]
         assert h["using"] == "poll" and h["watching"] == [] and w.events._observer is None
     finally:
@@ -186,14 +187,10 @@ def test_inotify_watch_limit_falls_back_to_the_timer_with_one_warning(checkpoint
         raise OSError(errno.ENOSPC, "inotify watch limit reached")
 
     monkeypatch.setattr(BaseObserver, "schedule", no_watch)
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05)
     try:
-        assert _taken(w, 60).epoch == 1
-        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
-        assert _taken(w).epoch == 2
+        _loads_a_then_renamed_b(w, nn, checkpoint_copy)
         h = w.health()
         assert h["alive"] and h["watch"]["using"] == "poll" and "watch limit" in h["watch"]["failed"]
     finally:
@@ -206,14 +203,10 @@ def test_auto_mode_polls_a_folder_on_a_network_filesystem(checkpoint_copy, tmp_p
     mounts = tmp_path / "mounts"
     mounts.write_text("server:/export %s nfs4 rw,relatime 0 0\n" % tmp_path)
     monkeypatch.setattr(events, "MOUNTS", str(mounts))
-    nn = tmp_path / "run" / "nn"
-    nn.mkdir(parents=True)
-    (nn / "a.pth").write_bytes(variant_bytes(checkpoint_copy, 1))
+    nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05, watch="auto")
     try:
-        assert _taken(w, 60).epoch == 1
-        _rename_into_place(nn / "b.pth", variant_bytes(checkpoint_copy, 2))
-        assert _taken(w).epoch == 2
+        _loads_a_then_renamed_b(w, nn, checkpoint_copy)
         h = w.health()["watch"]
         assert h["watching"] == [] and h["polled"] == {str(tmp_path / "run"): "nfs4", str(nn): "nfs4"}, h
     finally:
