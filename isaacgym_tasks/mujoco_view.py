@@ -11,13 +11,20 @@ an ``MjData`` and an offscreen context, runs ``mj_forward`` and draws. MuJoCo re
 ``mjr_render``/``mjr_readPixels`` (measured: the player thread kept ~90 % of its pace during them), so
 the player steps on meanwhile. This is the backend capability ``render_state()`` +
 ``make_frame_renderer()`` described in :mod:`rlg_hotreload.frame_grab`.
+
+Why :meth:`MjFrameRenderer.pack` / :meth:`MjFrameRenderer.render_flat` and pickling: the stream's frame
+process (:mod:`rlg_hotreload.stream.frameproc`) renders in another process, so that neither the render's
+nor the JPEG encoder's Python work competes with the player for its GIL. The renderer is sent there
+once (pickled: the model as MuJoCo's own binary, no GL context yet); each frame is then one flat
+float64 array (``mj_getState``-style: qpos, qvel, act, mocap, time, box size) packed on the parent's
+side and rendered by the copy over there.
 """
 
 import copy
 import os
 import sys
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import mujoco
 import numpy as np
@@ -68,6 +75,49 @@ class MjFrameRenderer:
         self.cfg = cfg
         self._renderer: Optional[mujoco.Renderer] = None
         self.frames = 0
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickled for the frame process: the model (MuJoCo pickles it as its binary ``mjb``) and the config;
+        no data, no GL context (made at the first render, over there)."""
+        return {"model": self.model, "cfg": self.cfg}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__init__(state["model"], state["cfg"])  # type: ignore[misc]
+
+    def _layout(self) -> List[Tuple[str, Tuple[int, ...]]]:
+        m = self.model
+        return [("qpos", (m.nq,)), ("qvel", (m.nv,)), ("act", (m.na,)), ("mocap_pos", (m.nmocap, 3)),
+                ("mocap_quat", (m.nmocap, 4)), ("time", ()), ("geom_size", (m.ngeom, 3)),
+                ("geom_rbound", (m.ngeom,))]  # fmt: skip
+
+    @property
+    def state_size(self) -> int:
+        """Length of the flat float64 array :meth:`pack` writes."""
+        return sum(int(np.prod(shape)) for _, shape in self._layout())
+
+    def pack(self, state: MjState, out: np.ndarray) -> None:
+        """Write ``state`` into ``out`` (float64, ``state_size`` long); waits for ``state.ready`` first."""
+        if state.ready is not None:
+            state.ready()
+        i = 0
+        for name, shape in self._layout():
+            n = int(np.prod(shape))
+            out[i : i + n] = np.ravel(getattr(state, name))
+            i += n
+
+    def unpack(self, flat: np.ndarray) -> MjState:
+        """The :class:`MjState` that :meth:`pack` wrote (views into ``flat``)."""
+        parts: Dict[str, Any] = {}
+        i = 0
+        for name, shape in self._layout():
+            n = int(np.prod(shape))
+            parts[name] = float(flat[i]) if not shape else flat[i : i + n].reshape(shape)
+            i += n
+        return MjState(**parts)
+
+    def render_flat(self, flat: np.ndarray) -> np.ndarray:
+        """As :meth:`render`, for a state :meth:`pack` wrote (the frame process calls this)."""
+        return self.render(self.unpack(flat))
 
     def render(self, state: MjState) -> np.ndarray:
         """RGB uint8 [H, W, 3] of ``state`` (forward kinematics run here, off the player thread)."""

@@ -129,7 +129,7 @@ def make_callbacks(cfg: Dict[str, Any]) -> List[PlayerCallback]:
         out.append(FrameStreamer(
             host=host, port=st["port"], fps=st["fps"], quality=st["quality"], token=st["token"],
             size=(st["width"], st["height"]), realtime=st["realtime"], ready_file=st["readyFile"],
-            control=st["control"],
+            control=st["control"], render=st["render"],
         ))  # fmt: skip
     if rec["enabled"]:
         out.append(Recorder(out_dir=rec["dir"], episodes=rec["episodes"], fps=rec["fps"]))

@@ -140,6 +140,9 @@ KEYS: Tuple[Key, ...] = (
         "the page's pause/resume, pin/follow and back buttons (`POST /control/<action>`, JSON body, same "
         "origin, the token when one is set; without a token on all interfaces only loopback clients); "
         "`false` = view only", aliases=("streamControl",)),
+    Key("stream.render", str, "auto", "where watched frames are drawn and JPEG-encoded: `process` (a process of its "
+        "own), `thread`, `player` (the player thread); `auto` = process where the task can (BlindGrasping)",
+        choices=("auto", "process", "thread", "player")),
     Key("stream.readyFile", str, None,
         "once serving, write `{\"url\", \"port\", \"pid\"}` as JSON to this path (for scripts)",
         aliases=("streamReadyFile",), nullable=True, allowed_text="a file path"),

@@ -8,116 +8,39 @@ condition variable. Each client waits for ``seq > last_seen`` and always takes t
 so a slow client skips frames instead of slowing anyone else.
 
 The frame dropped into the mailbox may be a :class:`~rlg_hotreload.frame_grab.PendingFrame` (the
-watched env's state, copied by the player thread): then this same thread renders it first, with a
-renderer it owns and closes when it ends (a GL context belongs to one thread). A stale state is
-replaced like a stale array, so renders never queue up either: at most one per published frame.
+watched env's state, copied by the player thread): then it is rendered first, where the render
+strategy (``stream.render``, :mod:`rlg_hotreload.stream.render`) says: in a frame process (``auto``
+for MuJoCo tasks) or on this thread. The strategy is created, used and closed on this thread (a GL
+context belongs to one thread). A stale state is replaced like a stale array, so renders never queue
+up either: at most one per published frame.
 """
 
-import io
 import logging
 import threading
 import time
-from collections import deque
-from typing import Deque, Dict, NamedTuple, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-import numpy as np
-from PIL import Image
-
-from rlg_hotreload.frame_grab import FrameLike, FrameResolver, PendingFrame
+from rlg_hotreload.frame_grab import FrameLike, PendingFrame
+from rlg_hotreload.stream.frames import BOUNDARY, Frame, RateMeter, fit_size, mjpeg_part, to_rgb_uint8
+from rlg_hotreload.stream.render import RENDER_CHOICES, ThreadRender, make_render
 
 log = logging.getLogger("rlg_hotreload")
 
-
-BOUNDARY = "rlgframe"
-
-
-def mjpeg_part(jpeg: bytes, seq: int, t_render: float) -> bytes:
-    """One multipart part; the extra headers let clients measure latency and spot skipped frames."""
-    head = (
-        "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n"
-        "X-Frame-Seq: %d\r\nX-Render-Time: %.6f\r\n\r\n" % (BOUNDARY, len(jpeg), seq, t_render)
-    )
-    return head.encode("ascii") + jpeg + b"\r\n"
-
-
-class Frame(NamedTuple):
-    """One published frame. ``t_render`` is ``time.time()`` right after the render returned on the
-    player thread, or, for a frame rendered on the encoder thread, when the player copied its state
-    (so a latency measured from it includes that render).
-
-    ``part`` is the complete multipart chunk, built once here so that each client thread only
-    writes bytes (less work under the GIL per client, i.e. less pressure on the player thread).
-    """
-
-    seq: int
-    jpeg: bytes
-    t_render: float
-    width: int
-    height: int
-    part: bytes
-
-
-class RateMeter:
-    """Events per second over a sliding window; reads 0 once events stop (no stale rates)."""
-
-    def __init__(self, window_s: float = 2.0) -> None:
-        self.window_s = window_s
-        self._times: Deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def tick(self, now: Optional[float] = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._times.append(now)
-            self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        while self._times and now - self._times[0] > self.window_s:
-            self._times.popleft()
-
-    def rate(self, now: Optional[float] = None) -> float:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            self._trim(now)
-            n = len(self._times)
-            if n < 2:
-                return 0.0
-            # (n-1) intervals since the oldest event in the window; measuring up to `now` (not the
-            # newest event) makes the rate decay to 0 when the source stalls instead of freezing.
-            return (n - 1) / max(now - self._times[0], 1e-6)
-
-
-def to_rgb_uint8(frame: np.ndarray) -> np.ndarray:
-    """Accept what renderers return (HxWx3/4 uint8 or float in [0,1]) and give HxWx3 uint8."""
-    arr = np.asarray(frame)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise ValueError("frame must be HxWx3 or HxWx4, got shape %s" % (arr.shape,))
-    if arr.dtype != np.uint8:
-        arr = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    if arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    return np.ascontiguousarray(arr)
-
-
-def fit_size(size: Tuple[int, int], box: Tuple[int, int]) -> Tuple[int, int]:
-    """Largest size within ``box`` with the aspect ratio of ``size``; never upscales.
-
-    Why not stretch to ``box``: a 500x500 classic-control frame forced to 640x480 looks wrong, and
-    upscaling only costs bandwidth.
-    """
-    w, h = size
-    scale = min(box[0] / w, box[1] / h, 1.0)
-    return max(1, int(round(w * scale))), max(1, int(round(h * scale)))
+__all__ = ["BOUNDARY", "Frame", "FrameHub", "RateMeter", "fit_size", "mjpeg_part", "to_rgb_uint8"]
 
 
 class FrameHub:
     """Mailbox → encoder thread → latest frame + condition variable; counts everything it does."""
 
-    def __init__(self, quality: int = 80, size: Optional[Tuple[int, int]] = None) -> None:
+    def __init__(self, quality: int = 80, size: Optional[Tuple[int, int]] = None, render: str = "auto") -> None:
         if not 1 <= int(quality) <= 100:
             raise ValueError("quality must be in 1..100, got %r" % (quality,))
         self.quality = int(quality)
         self.size = size
+        self.set_render(render)
+        self._render: Optional[ThreadRender] = None  # the strategy in use (encoder thread only)
+        self._render_made = ""  # the name it was made for
+        self.render_info: Dict[str, object] = {"name": render}
         self._cond = threading.Condition()
         self._mailbox: Optional[Tuple[FrameLike, float]] = None
         self._latest: Optional[Frame] = None
@@ -129,7 +52,7 @@ class FrameHub:
         self.dropped = 0  # replaced in the mailbox before the encoder got to them
         self.sent = 0  # frame deliveries summed over clients
         self.encode_s = 0.0  # total seconds spent encoding
-        self.rendered = 0  # PendingFrames rendered by the encoder thread (off the player thread)
+        self.rendered = 0  # PendingFrames rendered off the player thread (encoder thread or frame process)
         self.render_s = 0.0  # total seconds spent rendering them
         self.source_rate = RateMeter()
         self.encode_rate = RateMeter()
@@ -147,11 +70,26 @@ class FrameHub:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        render = self._render
+        if render is not None:
+            render.abort()  # an encoder thread waiting for the frame process returns at once
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("JPEG encoder thread did not stop within %.1f s", timeout)
             self._thread = None
+
+    def set_render(self, name: str) -> None:
+        """Choose the render strategy (:data:`RENDER_CHOICES`); the encoder thread switches at its next
+        frame (the benchmark switches on a running player)."""
+        if name not in RENDER_CHOICES:
+            raise ValueError("stream.render must be one of %s, got %r" % (", ".join(RENDER_CHOICES), name))
+        self.render_name = name
+
+    @property
+    def render_on_player_thread(self) -> bool:
+        """True when the player thread should render (``grab_frame``) rather than copy a state."""
+        return self.render_name == "player"
 
     @property
     def closed(self) -> bool:
@@ -200,24 +138,24 @@ class FrameHub:
         self.source_rate.tick()
 
     # -- encoder thread ----------------------------------------------------------------------
-    def encode(self, frame: np.ndarray) -> Tuple[bytes, int, int]:
-        img = Image.fromarray(to_rgb_uint8(frame))
-        if self.size is not None:
-            fitted = fit_size(img.size, self.size)
-            if fitted != img.size:
-                img = img.resize(fitted, Image.BILINEAR)
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=self.quality)
-        return buf.getvalue(), img.size[0], img.size[1]
-
     def _encode_loop(self) -> None:
-        resolver = FrameResolver()
         try:
-            self._encode_frames(resolver)
+            self._encode_frames()
         finally:
-            resolver.close()  # on this thread: its GL context was made current here
+            render, self._render = self._render, None
+            if render is not None:
+                render.close()  # on this thread: a GL context it holds was made current here
 
-    def _encode_frames(self, resolver: FrameResolver) -> None:
+    def _strategy(self) -> ThreadRender:
+        render = self._render
+        if render is None or self._render_made != self.render_name:
+            if render is not None:
+                render.close()
+            self._render_made = self.render_name
+            render = self._render = make_render(self.render_name, self.quality, self.size)
+        return render
+
+    def _encode_frames(self) -> None:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._mailbox is not None or self._closed)
@@ -226,31 +164,22 @@ class FrameHub:
                 item = self._mailbox
                 self._mailbox = None
             assert item is not None
-            pending, t_render = item
-            if isinstance(pending, PendingFrame):
-                done, spent = resolver.rendered, resolver.render_s
-                frame = resolver(pending)
-                with self._cond:
-                    self.rendered += resolver.rendered - done
-                    self.render_s += resolver.render_s - spent
-                if frame is None:
-                    continue
-            else:
-                frame = pending
-            t0 = time.perf_counter()
-            try:
-                jpeg, w, h = self.encode(frame)
-            except (ValueError, OSError, TypeError) as e:
-                log.error("Cannot encode frame (shape %s): %s", getattr(frame, "shape", "?"), e)
-                continue
+            frame, t_render = item
             latest = self._latest  # only this thread publishes: no lock needed to read it
             seq = latest.seq + 1 if latest is not None else 1
-            frame_out = Frame(seq, jpeg, t_render, w, h, mjpeg_part(jpeg, seq, t_render))
-            dt = time.perf_counter() - t0
+            render = self._strategy()
+            out = render.produce(frame, seq, t_render)
+            self.render_info = render.describe()
+            if out is None:
+                continue
+            frame_out = Frame(seq, out.jpeg, t_render, out.width, out.height, out.part)
             with self._cond:
                 self._latest = frame_out
                 self.encoded += 1
-                self.encode_s += dt
+                self.encode_s += out.encode_s
+                if out.render_s is not None and isinstance(frame, PendingFrame):
+                    self.rendered += 1
+                    self.render_s += out.render_s
                 self._cond.notify_all()
             self.encode_rate.tick()
 
@@ -296,7 +225,8 @@ class FrameHub:
             "frames_dropped": self.dropped,
             "frames_sent": self.sent,
             "encode_ms_mean": round(1000.0 * self.encode_s / self.encoded, 2) if self.encoded else None,
-            "frames_rendered_by_encoder": self.rendered,  # rendered on the encoder thread, not the player's
+            "frames_rendered_by_encoder": self.rendered,  # rendered off the player thread (thread or process)
+            "render": self.render_info,  # strategy in use: name, and for process its pid and any fallback
             "render_ms_mean": round(1000.0 * self.render_s / self.rendered, 2) if self.rendered else None,
             "seq": latest.seq if latest else 0,
             "width": latest.width if latest else None,

@@ -22,6 +22,7 @@ from rlg_hotreload.records import CheckpointInfo, EpisodeRecord, Summary
 from rlg_hotreload.stream.app import create_app
 from rlg_hotreload.stream.hub import FrameHub
 from rlg_hotreload.stream.net import CappedWSGIServer, StreamerError, bind_socket
+from rlg_hotreload.stream.render import RENDER_CHOICES
 from rlg_hotreload.stream.status import MAX_CHECKPOINTS_IN_STATUS, player_snapshot
 
 log = logging.getLogger("rlg_hotreload")
@@ -49,7 +50,8 @@ class FrameStreamer(PlayerCallback):
     takes them (``control=True``), ``POST /control/<action>`` (:mod:`rlg_hotreload.stream.control_routes`).
 
     ``size`` is a (width, height) box: frames larger than it are scaled down to fit, keeping their
-    aspect ratio (never stretched, never upscaled). ``port=0`` picks any free port (tests).
+    aspect ratio (never stretched, never upscaled). ``port=0`` picks any free port (tests). ``render``:
+    where frames are drawn (``stream.render``: auto, process, thread, player; :mod:`.render`).
     """
 
     #: With no new frame for this long, the last one is sent again: a dead viewer's socket then fails
@@ -71,6 +73,7 @@ class FrameStreamer(PlayerCallback):
         max_connections: int = MAX_CONNECTIONS,
         max_stream_clients: int = MAX_STREAM_CLIENTS,
         control: bool = True,
+        render: str = "auto",
     ) -> None:
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise StreamerError("streamPort must be an integer in 0..65535, got %r" % (port,))
@@ -82,6 +85,8 @@ class FrameStreamer(PlayerCallback):
             raise StreamerError("streamQuality must be an integer in 1..100, got %r" % (quality,))
         if size is not None and (len(size) != 2 or min(int(size[0]), int(size[1])) < 8):
             raise StreamerError("stream.width/stream.height must be >= 8 pixels, got %r" % (size,))
+        if render not in RENDER_CHOICES:
+            raise StreamerError("stream.render must be one of %s, got %r" % (", ".join(RENDER_CHOICES), render))
         if token is not None and not str(token):
             token = None
         self.host = str(host)
@@ -98,7 +103,7 @@ class FrameStreamer(PlayerCallback):
         self.control_enabled = bool(control)
         #: the player's controls, served at POST /control/<action> (None: view only)
         self.control: Optional[PlayerControl] = None
-        self.hub = FrameHub(quality=quality, size=self.size)
+        self.hub = FrameHub(quality=quality, size=self.size, render=render)
         self.port: Optional[int] = None
         self.url: Optional[str] = None
         self.started_at = time.monotonic()
@@ -249,9 +254,10 @@ class FrameStreamer(PlayerCallback):
             self._next_frame_t = now + interval
         else:
             self._next_frame_t += interval
-        # Pixels, or (when the env can) a copy of its state that the hub's thread renders: the player
-        # thread then pays microseconds, not a render. Once per step, however many callbacks ask.
-        frame = player.grab_frame_deferred()
+        # Pixels, or (when the env can) a copy of its state rendered elsewhere (stream.render: a frame
+        # process or the hub's thread): the player thread then pays microseconds, not a render. Once per
+        # step, however many callbacks ask.
+        frame = player.grab_frame() if self.hub.render_on_player_thread else player.grab_frame_deferred()
         if frame is not None:
             self.hub.submit(frame)
 
