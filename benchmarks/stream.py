@@ -18,11 +18,12 @@ separate process (their own GIL), like browsers would.
                                 [--out benchmarks/results/stream.json]
 
 ``--task BlindGrasping``: instead, what watching costs a REAL BlindGrasping monitor (sim=mujoco, 1 env,
-unpaced, 640x480): steps/s with 0 clients (twice: A/A), 1 and 16 clients with frames rendered off the
-player thread, and 1 client rendered on it (as before); see benchmarks/stream_monitor.py. About 2 min:
+unpaced, 640x480): steps/s with 0 clients (twice: A/A), 1 and 16 clients for each place frames are
+drawn (``stream.render``: process, thread) and 1 client rendered on the player thread; see
+benchmarks/stream_monitor.py. About 3.5 min:
 
     MUJOCO_GL=egl PYTHONPATH=$PWD python benchmarks/stream.py --task BlindGrasping [--seconds 5]
-        [--repeat 3] [--out benchmarks/results/stream_blind_grasping.json]
+        [--repeat 3] [--only "1 client, process" ...] [--out benchmarks/results/stream_blind_grasping.json]
 """
 
 import argparse
@@ -255,6 +256,8 @@ def main() -> None:
         help="extra busy work per step (0 = bare Pendulum + MLP, ~50 us; 1000 ~ a MuJoCo task + policy)",
     )
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the table shows medians")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="BlindGrasping: watched configs to run (the 0-client A/A rows always run)")
     ap.add_argument("--out", default=None, help="default benchmarks/results/stream[_blind_grasping].json")
     args = ap.parse_args()
     if args.seconds is None:

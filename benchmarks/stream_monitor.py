@@ -6,8 +6,11 @@ on the main thread; this module's thread measures windows of ``--seconds`` in in
 repeats, each with a fresh reader process holding the clients (their own GIL, like browsers):
 
 - ``0 clients (A)`` and ``0 clients (A')``: the same configuration twice; their ratio is the noise floor;
-- ``1 client`` and ``16 clients``: frames rendered off the player thread (the env's ``render_state()``);
-- ``1 client, sync render``: ``player.defer_frames = False``, the render on the player thread (before).
+- ``1 client, process`` and ``16 clients, process``: ``stream.render=process``, the frame process renders
+  and encodes env 0's state (the player's process packs the state and receives JPEG bytes);
+- ``1 client, thread`` and ``16 clients, thread``: ``stream.render=thread``, the stream's encoder thread
+  renders and encodes (the "off-thread" rows of earlier runs);
+- ``1 client, player``: ``stream.render=player``, the render on the player thread (before both).
 
 Per window: steps/s, the player thread's CPU time per step (``time.thread_time``; other processes cannot
 inflate it), frames/renders/encodes per second, mean render time, client fps, latency from the state
@@ -26,13 +29,15 @@ from typing import Any, Dict, List, Tuple
 
 from rlg_hotreload.callbacks import PlayerCallback
 
-#: (name, clients, render off the player thread)
-CONFIGS: List[Tuple[str, int, bool]] = [
-    ("0 clients (A)", 0, True),
-    ("0 clients (A')", 0, True),
-    ("1 client", 1, True),
-    ("16 clients", 16, True),
-    ("1 client, sync render", 1, False),
+#: (name, clients, stream.render)
+CONFIGS: List[Tuple[str, int, str]] = [
+    ("0 clients (A)", 0, "process"),
+    ("0 clients (A')", 0, "process"),
+    ("1 client, process", 1, "process"),
+    ("16 clients, process", 16, "process"),
+    ("1 client, thread", 1, "thread"),
+    ("16 clients, thread", 16, "thread"),
+    ("1 client, player", 1, "player"),
 ]
 
 
@@ -52,9 +57,9 @@ class StepClock(PlayerCallback):
         self.cpu_s = time.thread_time()
 
 
-def _window(player: Any, clock: StepClock, hub: Any, url: str, name: str, n: int, defer: bool,
+def _window(player: Any, clock: StepClock, hub: Any, url: str, name: str, n: int, render: str,
             seconds: float, warmup: float, script: str) -> Dict[str, Any]:  # fmt: skip
-    player.defer_frames = defer
+    hub.set_render(render)  # the hub's thread switches at its next frame (a frame process lives on)
     proc = None
     if n:
         proc = subprocess.Popen(
@@ -81,7 +86,7 @@ def _window(player: Any, clock: StepClock, hub: Any, url: str, name: str, n: int
     if n:
         hub.wait_clients(0, timeout=30)  # the next window starts with nobody attached
     res: Dict[str, Any] = {
-        "config": name, "clients": n, "off_thread": defer, "seconds": dt,
+        "config": name, "clients": n, "render": render, "render_info": hub.render_info, "seconds": dt,
         "steps_per_s": steps / dt, "player_cpu_us_per_step": 1e6 * cpu / max(steps, 1),
         "frames_per_s": sub / dt, "renders_off_thread_per_s": ren / dt, "encodes_per_s": enc / dt,
         "renders_on_player_thread_per_s": (player.frames_rendered_here - here0) / dt,
@@ -133,12 +138,14 @@ def run(args: Any, script: str) -> Dict[str, Any]:
             time.sleep(args.warmup)
             for rep in range(args.repeat):  # interleaved, rotated: machine noise hits every config alike
                 k = rep % len(CONFIGS)
-                for name, n, defer in CONFIGS[k:] + CONFIGS[:k]:
-                    r = _window(player, clock, streamer.hub, streamer.url or "", name, n, defer, args.seconds,
+                for name, n, render in CONFIGS[k:] + CONFIGS[:k]:
+                    if args.only and name not in args.only and n:
+                        continue
+                    r = _window(player, clock, streamer.hub, streamer.url or "", name, n, render, args.seconds,
                                 args.warmup, script)  # fmt: skip
                     rows[name].append(r)
-                    print("  run %d %-22s %7.0f steps/s  load %.2f" % (rep + 1, name, r["steps_per_s"],
-                                                                       r["load1_start"]), flush=True)  # fmt: skip
+                    print("  run %d %-22s %7.0f steps/s  load %.2f  %s" % (rep + 1, name, r["steps_per_s"],
+                          r["load1_start"], r["render_info"]), flush=True)  # fmt: skip
         except BaseException as e:  # noqa: BLE001 - reported by the main thread after the player stops
             failure.append(e)
         finally:
@@ -165,8 +172,10 @@ def _report(rows: Dict[str, List[Dict[str, Any]]], args: Any) -> Dict[str, Any]:
     table = []
     for name, _, _ in CONFIGS:
         runs = rows[name]
+        if not runs:
+            continue
         med = {k: _median(runs, k) for k in runs[0] if isinstance(runs[0][k], (int, float)) and k != "clients"}
-        med.update(config=name, clients=runs[0]["clients"], off_thread=runs[0]["off_thread"],
+        med.update(config=name, clients=runs[0]["clients"], render=runs[0]["render"],
                    sim_ratio=med["steps_per_s"] / base, cpu_ratio=base_cpu / med["player_cpu_us_per_step"],
                    sim_ratio_runs=[r["steps_per_s"] / base for r in runs], repeats=runs)  # fmt: skip
         table.append(med)

@@ -97,6 +97,7 @@ class ProcessRender(ThreadRender):
         self.gone: Optional[str] = None  # why frames are drawn here now (None: the process is in use)
         self.failures = 0
         self.spawns = 0
+        self.frames = 0  # frames the process drew and encoded
         self._aborted = False  # shutdown killed the process: its end is no news
 
     def produce(self, frame: FrameLike, seq: int, t_render: float) -> Optional[Encoded]:
@@ -106,7 +107,9 @@ class ProcessRender(ThreadRender):
                 try:
                     if proc.ready():  # until it is (~0.5 s), frames are drawn here: the viewer waits less
                         self.resolver.close()  # the GL context of those first frames is not needed any more
-                        return proc.render(frame.state, seq, t_render)
+                        out = proc.render(frame.state, seq, t_render)
+                        self.frames += 1
+                        return out
                 except FrameProcessGone as e:
                     self._fall_back(str(e))
                 except FrameRenderFailed as e:
@@ -170,7 +173,7 @@ class ProcessRender(ThreadRender):
     def describe(self) -> Dict[str, Any]:
         proc = self.proc
         return {"name": self.name, "pid": proc.pid if proc is not None else None, "spawns": self.spawns,
-                "fallback": self.gone}  # fmt: skip
+                "frames": self.frames, "fallback": self.gone}  # fmt: skip
 
 
 def make_render(name: str, quality: int, size: Optional[Tuple[int, int]]) -> ThreadRender:
