@@ -19,6 +19,11 @@ watcher's own thread turns it into pixels with a :class:`FrameResolver` (the str
 the recorder's writer thread). Envs without the capability (gymnasium's ``render()``, a
 ``frame_source`` camera hook) are rendered synchronously here, as before. The streamer, the recorder and
 the pacer read these through :class:`~rlg_hotreload.callbacks.PlayerView`.
+
+A renderer that also has ``state_size`` (int), ``pack(state, out)`` (the state into a flat float64 array)
+and ``render_flat(flat)``, and pickles, can be drawn in another process: the stream does that by
+default (``stream.render=auto``, :mod:`rlg_hotreload.stream.render`), so that neither the render's nor
+the JPEG encoder's Python work competes with the player thread for the GIL.
 """
 
 import logging

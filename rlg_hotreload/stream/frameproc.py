@@ -83,8 +83,10 @@ class FrameProcess:
         ours, theirs = socket.socketpair()
         here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ, OMP_NUM_THREADS="1")
-        # the parent's import path: the renderer's class (a task's module) must unpickle over there
-        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in sys.path if p and os.path.isdir(p)])
+        # the parent's own import path entries (not the interpreter's: the child has those): the renderer's
+        # class, a task's module, must unpickle over there
+        ours_only = [p for p in sys.path if p and os.path.isdir(p) and not p.startswith((sys.prefix, sys.base_prefix))]
+        env["PYTHONPATH"] = os.pathsep.join([here] + ours_only)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", CHILD_MODULE, str(os.getpid()), str(theirs.fileno())],

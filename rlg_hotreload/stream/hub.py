@@ -38,8 +38,7 @@ class FrameHub:
         self.quality = int(quality)
         self.size = size
         self.set_render(render)
-        self._render: Optional[ThreadRender] = None  # the strategy in use (encoder thread only)
-        self._render_made = ""  # the name it was made for
+        self._renders: Dict[str, ThreadRender] = {}  # strategies made so far, by name (encoder thread only)
         self.render_info: Dict[str, object] = {"name": render}
         self._cond = threading.Condition()
         self._mailbox: Optional[Tuple[FrameLike, float]] = None
@@ -70,8 +69,7 @@ class FrameHub:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        render = self._render
-        if render is not None:
+        for render in list(self._renders.values()):
             render.abort()  # an encoder thread waiting for the frame process returns at once
         if self._thread is not None:
             self._thread.join(timeout)
@@ -142,17 +140,17 @@ class FrameHub:
         try:
             self._encode_frames()
         finally:
-            render, self._render = self._render, None
-            if render is not None:
+            renders, self._renders = self._renders, {}
+            for render in renders.values():
                 render.close()  # on this thread: a GL context it holds was made current here
 
     def _strategy(self) -> ThreadRender:
-        render = self._render
-        if render is None or self._render_made != self.render_name:
-            if render is not None:
-                render.close()
-            self._render_made = self.render_name
-            render = self._render = make_render(self.render_name, self.quality, self.size)
+        """The strategy named now; one switched away from is kept (idle) until close: switching back (the
+        benchmark does) then starts no second frame process."""
+        name = self.render_name
+        render = self._renders.get(name)
+        if render is None:
+            render = self._renders[name] = make_render(name, self.quality, self.size)
         return render
 
     def _encode_frames(self) -> None:
