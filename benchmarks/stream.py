@@ -255,6 +255,7 @@ def main() -> None:
         default=[0.0, 1000.0],
         help="extra busy work per step (0 = bare Pendulum + MLP, ~50 us; 1000 ~ a MuJoCo task + policy)",
     )
+    ap.add_argument("--rl-device", default="auto", help="BlindGrasping: the monitor policy's device (auto, cpu, cuda:0)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the table shows medians")
     ap.add_argument("--only", nargs="+", default=None,
                     help="BlindGrasping: watched configs to run (the 0-client A/A rows always run)")

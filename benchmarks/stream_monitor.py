@@ -120,7 +120,7 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     os.makedirs(os.path.dirname(ckpt))
     cfg = build.load_config(
         {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": os.path.dirname(os.path.dirname(ckpt)), "trainDir": tmp,
-         "printStats": False, "reloadInterval": 0,
+         "printStats": False, "reloadInterval": 0, "rl_device": getattr(args, "rl_device", "auto"),
          "stream": {"enabled": True, "port": free_port(), "fps": args.fps, "width": 640, "height": 480}},
         preset="test",
     )  # fmt: skip
