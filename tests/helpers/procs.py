@@ -128,6 +128,21 @@ def main_in_process(args: Sequence[str], cwd: str, monkeypatch: Any, capsys: Any
     return code, capsys.readouterr().err.strip().splitlines()
 
 
+def cli_in_process(args: Sequence[str], cwd: Any, monkeypatch: Any, capsys: Any) -> subprocess.CompletedProcess:
+    """``main_in_process`` shaped as ``run_cli``'s result (returncode, stdout, stderr), for tests of what the
+    CLI answers (exit code, the one error line) rather than of the process itself (signals, process
+    groups). An exception escaping ``main`` fails the test: stricter than looking for "Traceback"."""
+    from rlg_hotreload import run
+
+    capsys.readouterr()  # what the test printed before is not the CLI's output
+    monkeypatch.chdir(str(cwd))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code = run.main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["rlg_hotreload.run", *args], code, out.out, out.err)
+
+
 def newest_line(lines: List[str], pattern: str) -> Optional[re.Match]:
     rx = re.compile(pattern)
     for line in reversed(lines):
