@@ -96,8 +96,7 @@ _long: Dict[str, float] = {}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when in ("setup", "call") and "integration" not in report.keywords and "slow" not in report.keywords \
-            and "browser" not in report.keywords:  # fmt: skip
+    if report.when in ("setup", "call") and not any(m in report.keywords for m in NOT_FAST):
         _long[report.nodeid] = _long.get(report.nodeid, 0.0) + report.duration
 
 
