@@ -1,5 +1,6 @@
 """Test helpers: run the real CLI in a subprocess and wait on its log lines (events, not sleeps)."""
 
+import logging
 import os
 import re
 import signal
@@ -138,7 +139,16 @@ def cli_in_process(args: Sequence[str], cwd: Any, monkeypatch: Any, capsys: Any)
     monkeypatch.chdir(str(cwd))
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    code = run.main(list(args))
+    root = logging.getLogger()
+    level, to_stdout = root.level, logging.StreamHandler(sys.stdout)  # the CLI's log lines, as the CLI
+    to_stdout.setFormatter(logging.Formatter("[rlg_hotreload] %(message)s"))  # writes them (main's
+    root.addHandler(to_stdout)  # basicConfig does nothing where pytest has put handlers on the root)
+    root.setLevel(logging.INFO)
+    try:
+        code = run.main(list(args))
+    finally:
+        root.removeHandler(to_stdout)
+        root.setLevel(level)
     out = capsys.readouterr()
     return subprocess.CompletedProcess(["rlg_hotreload.run", *args], code, out.out, out.err)
 
