@@ -223,16 +223,6 @@ def test_taken_stream_ports_fail_before_anything_is_built(tmp_path, monkeypatch,
     assert lines[0].startswith("error: streamPort=%d: no free port in %d..%d" % (base, base, base + 9)), lines
 
 
-# -- the real CLI in a subprocess ---------------------------------------------------------------------
-@pytest.mark.integration
-def test_cli_process_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    r = run_cli(["config=test", "reloadIntervl=5"], str(tmp_path), timeout=120)
-    assert r.returncode == 2 and r.stderr.strip() == (
-        "error: unknown key 'reloadIntervl'; did you mean 'reloadInterval'? (see the config reference in README.md)"
-    ), r.stderr
-    assert os.listdir(tmp_path) == []
-
-
 def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path, monkeypatch, capsys):
     """192.0.2.1 (TEST-NET-1) is never a local address: binding to it fails at once."""
     r = cli_in_process(["config=test_stream", "checkpoint=latest", "streamHost=192.0.2.1"], tmp_path, monkeypatch,
@@ -243,6 +233,16 @@ def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path, monkeypat
         lines
     )
     assert "Creating vecenv" not in r.stdout and "MuJoCo" not in r.stdout, r.stdout
+    assert os.listdir(tmp_path) == []
+
+
+# -- the real CLI in a subprocess ---------------------------------------------------------------------
+@pytest.mark.integration
+def test_cli_process_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    r = run_cli(["config=test", "reloadIntervl=5"], str(tmp_path), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: unknown key 'reloadIntervl'; did you mean 'reloadInterval'? (see the config reference in README.md)"
+    ), r.stderr
     assert os.listdir(tmp_path) == []
 
 
