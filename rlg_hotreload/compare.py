@@ -13,7 +13,8 @@ No slot waits for another (synchronised resets would idle the fast slots' envs).
 Per slot: a watcher (``latest`` follows the run's newest checkpoint, ``best`` its ``<name>.pth``, which
 rl-games rewrites in place; a file is loaded once), swaps and rollbacks under
 :class:`~rlg_hotreload.swap.WeightSwap`'s rules, its own :class:`~rlg_hotreload.records.Summary`. Play
-starts when every slot has a checkpoint.
+starts when every slot has a checkpoint. What a comparison shows (log lines, summary, tiled view) is
+:mod:`~rlg_hotreload.compare_view`; one slot's swap-and-rollback state is :mod:`~rlg_hotreload.compare_slot`.
 """
 
 import logging
@@ -23,10 +24,10 @@ from typing import Any, Dict, List, Optional
 import torch
 from rl_games.algos_torch.players import rescale_actions
 
+from rlg_hotreload import compare_view
 from rlg_hotreload.compare_slot import BestSource, CompareSlot
-from rlg_hotreload.compare_spec import SlotSpec, grid
+from rlg_hotreload.compare_spec import SlotSpec
 from rlg_hotreload.episode_tracker import EpisodeTracker, success_signal
-from rlg_hotreload.frame_tiles import tile_frames
 from rlg_hotreload.player import FIRST_CHECK_WAIT_S, SUMMARY_ROWS, HotReloadPlayer
 from rlg_hotreload.records import CheckpointStats, EpisodeRecord, Summary
 from rlg_hotreload.reload import (
@@ -223,7 +224,7 @@ class ComparePlayer(HotReloadPlayer):
                 cbs.on_step(self, step_no)
             if self.report_s > 0 and time.monotonic() >= next_report:
                 next_report = time.monotonic() + self.report_s
-                log.info("Compare at step %d: %s", step_no, " | ".join(self._slot_line(s) for s in slots))
+                log.info("Compare at step %d: %s", step_no, " | ".join(compare_view.slot_line(s) for s in slots))
             ended = done.nonzero(as_tuple=False).flatten().tolist()  # the one host sync of a step
             if ended:
                 self._finish_episodes(ended, done, success_signal(info, dev))
@@ -257,22 +258,10 @@ class ComparePlayer(HotReloadPlayer):
         if self.callbacks:
             self.callbacks.on_episode_end(self, episode)
 
-    # -- reports -------------------------------------------------------------------------------------
-    @staticmethod
-    def _slot_line(s: CompareSlot) -> str:
-        st = s.stats_here()
-        rate = "" if st.success_rate is None else ", success %.1f %%" % (100.0 * st.success_rate)
-        reward = "%.2f" % st.mean_reward if st.games else "n/a"
-        return "%s %s: %d games, reward %s%s" % (s.label, s.current.label if s.current else "-", st.games, reward, rate)
-
+    # -- reports (what they show: compare_view) ------------------------------------------------------
     def report_lines(self) -> List[str]:
-        """The end-of-run summary: per slot its totals, watcher and checkpoints (Summary.report_lines)."""
-        out = ["Compare summary: %d steps, %d slots x %d envs" % (self.summary.steps, len(self.slots), self.slots[0].n)]
-        for s in self.slots:
-            lines = s.summary.report_lines(SUMMARY_ROWS)
-            out.append("[%s] %s" % (s.label, lines[0].replace("Summary: ", "", 1)))
-            out.extend("  " + line for line in lines[1:])
-        return out
+        """The end-of-run summary: per slot its totals, watcher and checkpoints."""
+        return compare_view.summary_lines(self.slots, self.summary, SUMMARY_ROWS)
 
     def _finish(self) -> None:
         try:
@@ -290,14 +279,5 @@ class ComparePlayer(HotReloadPlayer):
             super().close_all()
 
     def _tiles(self) -> Any:
-        """The view: env ``first_env`` of each slot, side by side, labelled (see :mod:`frame_tiles`)."""
-        render_env = getattr(self.env, "render_env", None)  # BlindGrasping's MuJoCo and Warp backends
-        frames = []
-        for s in self.slots:
-            if render_env is not None:
-                f = render_env(s.first_env)
-            else:  # only env 0 can be drawn: the other tiles stay black
-                f = self.env.render() if s.index == 0 else None
-            frames.append(f.cpu().numpy() if isinstance(f, torch.Tensor) else f)
-        labels = ["%s  %s" % (s.label, s.current.label if s.current else "waiting") for s in self.slots]
-        return tile_frames(frames, labels, grid(len(self.slots)))
+        """The view: env ``first_env`` of each slot, side by side, labelled."""
+        return compare_view.tiles(self.env, self.slots)

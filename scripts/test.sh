@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set up whatever is missing, test tools included
 # (scripts/setup.sh --dev), then run pytest in the checkout. Arguments go to pytest:
-#   scripts/test.sh -m "not slow and not browser"      scripts/test.sh tests/test_build.py -x
+#   scripts/test.sh -m "not slow and not browser and not integration"      scripts/test.sh tests/test_build.py -x
 # .ci/run runs exactly this script.
 set -uo pipefail
 # shellcheck source=scripts/setup.sh

@@ -129,6 +129,7 @@ def test_render_returns_an_rgb_frame_of_the_configured_size():
         isaacgym_tasks.make_env(1, sim="mujoco", render_width=4000).render()
 
 
+@pytest.mark.integration
 def test_sim_selection_and_errors():
     has_isaacgym = importlib.util.find_spec("isaacgym") is not None
     has_warp = importlib.util.find_spec("mujoco_warp") is not None
@@ -172,6 +173,7 @@ def test_rl_games_registry_and_short_training(tmp_path):
     assert list(tmp_path.glob("BlindGrasping*/nn/*.pth"))
 
 
+@pytest.mark.integration
 def test_package_import_is_lazy():
     """`import isaacgym_tasks` and register() load no simulator: backends import on env creation."""
     import subprocess

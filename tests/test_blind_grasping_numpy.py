@@ -33,6 +33,7 @@ def _close(a, b, what):
 
 
 @pytest.mark.parametrize("n", [3, FEW_ENVS + 2])  # both ways of computing the box frame
+@pytest.mark.integration
 def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n):
     cfg = BlindGraspingConfig.from_kwargs({"seed": 7, "episode_length_s": 2.0, "success_hold_s": 0.5})
     fast, ref = MujocoBlindGrasping(n, cfg), MujocoBlindGrasping(n, cfg, fast_math=False)

@@ -56,6 +56,7 @@ class PacingClock(PlayerCallback):
             player.request_stop()
 
 
+@pytest.mark.integration
 def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed(tmp_path):
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)
@@ -122,6 +123,7 @@ def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed
     )
 
 
+@pytest.mark.integration
 def test_real_blind_grasping_player_reports_success_per_episode_checkpoint_summary_status_and_reload(
     tmp_path, rlg_log
 ):

@@ -123,6 +123,7 @@ def test_num_envs_keeps_the_batch_divisible_by_the_minibatch(task, envs, expecte
     assert (conf["horizon_length"] * envs) % conf["minibatch_size"] == 0
 
 
+@pytest.mark.slow  # trains one epoch through the CLI
 def test_training_with_few_envs_runs_through_rl_games(tmp_path):
     """The real trainer accepts the scaled minibatch (it asserts divisibility itself)."""
     from helpers.procs import run_cli

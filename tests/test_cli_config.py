@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers.procs import REPO, cli_env, free_port, main_in_process, run_cli
+from helpers.procs import REPO, cli_env, cli_in_process, free_port, main_in_process, run_cli
 
 from rlg_hotreload import build, config, run, schema
 
@@ -223,20 +223,10 @@ def test_taken_stream_ports_fail_before_anything_is_built(tmp_path, monkeypatch,
     assert lines[0].startswith("error: streamPort=%d: no free port in %d..%d" % (base, base, base + 9)), lines
 
 
-# -- the real CLI in a subprocess ---------------------------------------------------------------------
-def test_cli_process_exits_2_with_one_line_and_writes_nothing(tmp_path):
-    r = run_cli(["config=test", "reloadIntervl=5"], str(tmp_path), timeout=120)
-    assert r.returncode == 2 and r.stderr.strip() == (
-        "error: unknown key 'reloadIntervl'; did you mean 'reloadInterval'? (see the config reference in README.md)"
-    ), r.stderr
-    assert os.listdir(tmp_path) == []
-
-
-def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path):
+def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path, monkeypatch, capsys):
     """192.0.2.1 (TEST-NET-1) is never a local address: binding to it fails at once."""
-    r = run_cli(
-        ["config=test_stream", "checkpoint=latest", "streamHost=192.0.2.1"], str(tmp_path), timeout=120
-    )
+    r = cli_in_process(["config=test_stream", "checkpoint=latest", "streamHost=192.0.2.1"], tmp_path, monkeypatch,
+                       capsys)  # fmt: skip
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: streamHost='192.0.2.1': cannot listen on port"), (
@@ -246,6 +236,17 @@ def test_a_bad_stream_host_exits_2_before_the_env_is_created(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+# -- the real CLI in a subprocess ---------------------------------------------------------------------
+@pytest.mark.integration
+def test_cli_process_exits_2_with_one_line_and_writes_nothing(tmp_path):
+    r = run_cli(["config=test", "reloadIntervl=5"], str(tmp_path), timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "error: unknown key 'reloadIntervl'; did you mean 'reloadInterval'? (see the config reference in README.md)"
+    ), r.stderr
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.integration
 def test_version_and_the_console_script_usage(tmp_path):
     from rlg_hotreload import __version__
 

@@ -9,6 +9,7 @@ import signal
 import time
 
 import psutil
+import pytest
 from helpers.ckpt_factory import experiment_with_checkpoint, other_shape_bytes, variant_bytes
 from helpers.procs import Proc, run_cli
 
@@ -91,6 +92,7 @@ def test_sighup_ends_like_sigterm_with_a_summary(trained_run, tmp_path):
         mon.kill()
 
 
+@pytest.mark.integration
 def test_a_fifo_named_as_the_checkpoint_never_hangs_the_start(tmp_path):
     """The first load runs off the player thread like every other: a FIFO is refused, Ctrl+C still works."""
     fifo = tmp_path / "x.pth"

@@ -20,7 +20,7 @@ import torch
 pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
-from helpers.procs import free_port, run_cli  # noqa: E402
+from helpers.procs import cli_in_process, free_port  # noqa: E402
 from helpers.scripted_grasp import save_checkpoint  # noqa: E402
 
 from isaacgym_tasks.scripted import grasp_action  # noqa: E402
@@ -104,6 +104,7 @@ ON_CUDA = {"sim": "mjwarp", "sim_device": "cuda:0", "rl_device": "cuda:0"}
     {},  # MuJoCo, CPU
     pytest.param(ON_CUDA, marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
 ])  # fmt: skip
+@pytest.mark.integration
 def test_two_fixed_checkpoints_play_side_by_side_from_the_same_starts(tmp_path, rlg_log, backend):
     run = tmp_path / "exp"
     (run / "nn").mkdir(parents=True)
@@ -212,6 +213,7 @@ class FollowScript(PlayerCallback):
             player.request_stop()
 
 
+@pytest.mark.integration
 def test_latest_and_best_follow_the_run_while_a_file_stays(tmp_path, rlg_log):
     run = tmp_path / "exp"
     nn = run / "nn"
@@ -292,19 +294,20 @@ def _same_starts_when_groups_finish_at_different_times(env):
         (["task=Pendulum-v1", "compare=latest,best"], "task=Pendulum-v1 is not supported"),
     ],
 )
-def test_bad_compare_input_is_one_line_and_exit_2(tmp_path, words, message):
-    r = run_cli(["config=test", "trainDir=%s" % tmp_path] + words, str(tmp_path), 120)
+def test_bad_compare_input_is_one_line_and_exit_2(tmp_path, words, message, monkeypatch, capsys):
+    r = cli_in_process(["config=test", "trainDir=%s" % tmp_path] + words, tmp_path, monkeypatch, capsys)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not list(tmp_path.iterdir())  # nothing written
 
 
-def test_compare_with_a_checkpoint_of_another_network_is_one_line_and_exit_2(tmp_path):
+@pytest.mark.integration
+def test_compare_with_a_checkpoint_of_another_network_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
     other = tmp_path / "other.pth"
     torch.save({"model": {"a2c_network.mu.weight": torch.zeros(2, 3)}, "epoch": 1}, str(other))
-    r = run_cli(["config=test", "sim=mujoco", "trainDir=%s" % tmp_path, "compare=latest,%s" % other],
-                str(tmp_path), 180)  # fmt: skip
+    r = cli_in_process(["config=test", "sim=mujoco", "trainDir=%s" % tmp_path, "compare=latest,%s" % other],
+                       tmp_path, monkeypatch, capsys)  # fmt: skip
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr

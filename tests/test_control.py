@@ -31,6 +31,7 @@ def _checks(r):
     return r.status()["watcher"]["checks"]
 
 
+@pytest.mark.integration
 def test_pause_stops_stepping_and_resume_continues(run, rlg_log):
     code, body = run.post("pause")
     assert code == 200 and body["ok"] is True and body["control"]["paused"] is True
@@ -51,6 +52,7 @@ def test_pause_stops_stepping_and_resume_continues(run, rlg_log):
     assert rlg_log.count("Control: resumed by 127.0.0.1") == 1
 
 
+@pytest.mark.integration
 def test_stop_while_paused_is_prompt(tmp_path):
     r = ControlledRun(tmp_path).start()
     try:
@@ -60,6 +62,7 @@ def test_stop_while_paused_is_prompt(tmp_path):
     assert r.player.summary.steps > 0
 
 
+@pytest.mark.integration
 def test_pin_keeps_the_checkpoint_and_follow_swaps_the_newest_at_once(run, rlg_log):
     code, body = run.post("pin")
     assert code == 200 and body["control"]["pinned"] is True and body["control"]["following"] is False
@@ -86,6 +89,7 @@ def test_pin_keeps_the_checkpoint_and_follow_swaps_the_newest_at_once(run, rlg_l
     assert "Control: following new checkpoints again (by 127.0.0.1); playing c@ep3" in rlg_log.text
 
 
+@pytest.mark.integration
 def test_back_plays_the_previous_checkpoint_from_memory_though_its_file_was_rewritten(run, rlg_log):
     run.save("b.pth", 2)
     poll_until(lambda: run.status()["checkpoint"]["label"] == "b@ep2", 30, "b.pth to be played")
@@ -121,6 +125,7 @@ def test_back_plays_the_previous_checkpoint_from_memory_though_its_file_was_rewr
     assert code == 200 and run.player.current.label == "b@ep2" and run.weights_are(2)
 
 
+@pytest.mark.integration
 def test_back_refuses_checkpoints_no_longer_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(steer, "KEEP_CHECKPOINTS", 2)
     r = ControlledRun(tmp_path, swapAt="step").start()
@@ -142,6 +147,7 @@ def test_back_refuses_checkpoints_no_longer_kept(tmp_path, monkeypatch):
         r.stop()
 
 
+@pytest.mark.integration
 def test_refused_requests(run, rlg_log):
     origin = {"Origin": "http://127.0.0.1:%d" % run.streamer.port}
     # no token / a wrong one -> 401
@@ -187,6 +193,7 @@ def _non_loopback_address():
     return None if addr.startswith("127.") else addr
 
 
+@pytest.mark.integration
 def test_all_interfaces_without_token_lets_only_loopback_clients_control(tmp_path):
     addr = _non_loopback_address()
     if addr is None:
@@ -206,6 +213,7 @@ def test_all_interfaces_without_token_lets_only_loopback_clients_control(tmp_pat
         r.stop()
 
 
+@pytest.mark.integration
 def test_cli_paused_from_http_stops_on_ctrl_c(tmp_path):
     """The real CLI (config=test_stream): paused through POST /control/pause, then Ctrl+C ends it cleanly."""
     nn = tmp_path / "exp" / "nn"
@@ -236,6 +244,7 @@ def test_cli_paused_from_http_stops_on_ctrl_c(tmp_path):
     assert "Stopping (SIGINT)" in out and "Summary:" in out and "Traceback" not in out
 
 
+@pytest.mark.integration
 def test_stream_control_false_is_view_only(tmp_path, rlg_log):
     r = ControlledRun(tmp_path, streamControl="false").start()
     try:
@@ -247,6 +256,7 @@ def test_stream_control_false_is_view_only(tmp_path, rlg_log):
         r.stop()
 
 
+@pytest.mark.integration
 def test_back_before_a_new_checkpoint_stepped_forgets_it(run):
     """Paused: follow swaps b in, back leaves it before its first step. b is unproven (its first forward
     pass is what validates it, with a rollback), so it is not kept for a later back; follow reaches it

@@ -3,6 +3,7 @@
 The ``gpu`` tests are skipped without CUDA; on the GPU machine: ``python -m pytest -m gpu``.
 """
 
+import functools
 import os
 import re
 import subprocess
@@ -18,10 +19,14 @@ from rlg_hotreload import run, schema
 def gpu(test):
     """``gpu`` marker (select with ``-m gpu``), skipped without CUDA."""
     return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")(test))
-has_warp = pytest.mark.skipif(
-    subprocess.run([sys.executable, "-c", "import mujoco_warp"], capture_output=True).returncode != 0,
-    reason="mujoco_warp is not installed",
-)
+@functools.lru_cache(maxsize=None)
+def warp_missing() -> bool:
+    """Asked in a child, and only when a test that needs warp runs (a string condition is evaluated at
+    setup): importing mujoco_warp takes seconds, too long to pay while collecting the fast part."""
+    return subprocess.run([sys.executable, "-c", "import mujoco_warp"], capture_output=True).returncode != 0
+
+
+has_warp = pytest.mark.skipif("warp_missing()", reason="mujoco_warp is not installed")
 
 
 @pytest.mark.parametrize(
@@ -99,8 +104,8 @@ def test_mujoco_backend_hands_rl_games_tensors_on_the_policy_device():
     env.close()
 
 
+@has_warp  # below @gpu's skip: without CUDA no child is started to ask for warp
 @gpu
-@has_warp
 def test_mjwarp_on_cuda_scripted_grasp_stays_on_the_gpu():
     import isaacgym_tasks
     from isaacgym_tasks.scripted import grasp_action

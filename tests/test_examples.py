@@ -140,6 +140,7 @@ def test_tensorboard_callback_writes_reloads_games_and_per_checkpoint_reward(tmp
     ],
     ids=["train.py", "rlg_runner.py", "tensorboard_callback.py"],
 )
+@pytest.mark.integration
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, script, args, says):
     r = subprocess.run([sys.executable, script, *args], cwd=str(tmp_path), env=cli_env(), capture_output=True,
                        text=True, timeout=120)  # fmt: skip

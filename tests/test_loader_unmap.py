@@ -7,6 +7,7 @@ held the mapping, that happened on the player's thread right after each swap (be
 import gc
 import os
 
+import pytest
 import torch
 
 from rlg_hotreload.reload import ProcessLoader, stat_version
@@ -22,6 +23,7 @@ def _blob_maps():
         return {line.split()[4] for line in f if "rlg-hotreload-" in line} - _BEFORE
 
 
+@pytest.mark.integration
 def test_a_blob_is_unmapped_at_the_next_load_once_no_tensor_uses_it(tmp_path):
     gc.collect()
     _BEFORE.clear()

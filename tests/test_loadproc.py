@@ -138,6 +138,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.integration
 def test_child_ignores_ctrl_c_and_dies_with_its_parent(tmp_path):
     parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(PARENT)], env=cli_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -155,6 +156,7 @@ def test_child_ignores_ctrl_c_and_dies_with_its_parent(tmp_path):
         parent.kill()
 
 
+@pytest.mark.integration
 def test_close_racing_a_start_raises_no_attribute_error():
     ref = {"w": torch.zeros(2)}
     for delay in (0.0, 0.05, 0.3, 1.0):

@@ -17,8 +17,13 @@ import torch  # noqa: E402
 import isaacgym_tasks  # noqa: E402
 from isaacgym_tasks.scripted import grasp_action  # noqa: E402
 
-pytest.importorskip("mujoco_warp")
 pytestmark = pytest.mark.slow  # warp compiles its CPU kernels (~1 min on a fresh machine)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _warp() -> None:
+    """Skips without mujoco_warp; imported here, not at collection (seconds that the fast part skips)."""
+    pytest.importorskip("mujoco_warp")
 
 KW = dict(sim="mjwarp", sim_device="cpu", rl_device="cpu")
 

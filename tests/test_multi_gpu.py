@@ -9,20 +9,20 @@ import sys
 
 import pytest
 import torch
-from helpers.procs import cli_env
+from helpers.procs import cli_env, cli_in_process
 
 from rlg_hotreload.distributed import LaunchError, Ranks, apply_ranks, check_launch, ranks_from_env
 
 TORCHRUN = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555"}
 
 
-def run_cli(args, cwd, extra_env, timeout=120):
-    env = cli_env()
+def run_cli(args, cwd, extra_env, monkeypatch, capsys):
+    """The CLI's main() in this process, with the environment torchrun would give it (extra_env)."""
     for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
-        env.pop(k, None)
-    env.update(extra_env)
-    return subprocess.run([sys.executable, "-m", "rlg_hotreload.run", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        monkeypatch.delenv(k, raising=False)
+    for k, v in extra_env.items():
+        monkeypatch.setenv(k, v)
+    return cli_in_process(args, cwd, monkeypatch, capsys)
 
 
 def test_ranks_come_from_torchrun_environment():
@@ -75,18 +75,20 @@ def test_valid_launches_pass():
         (["multi_gpu=2"], {}, r"^error: multi_gpu=2: allowed values are true, false"),
     ],
 )
-def test_cli_refuses_bad_launches_with_one_line_and_writes_nothing(tmp_path, args, extra_env, message):
+def test_cli_refuses_bad_launches_with_one_line_and_writes_nothing(tmp_path, args, extra_env, message, monkeypatch,
+                                                                  capsys):
     if torch.cuda.device_count() >= 2 and extra_env:
         pytest.skip("this machine can run the launch")
-    r = run_cli(["config=train_headless", "task=Pendulum-v1", *args], str(tmp_path), extra_env)
+    r = run_cli(["config=train_headless", "task=Pendulum-v1", *args], tmp_path, extra_env, monkeypatch, capsys)
     assert r.returncode == 2, r.stdout[-2000:] + r.stderr[-2000:]
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and re.search(message, lines[0]), r.stderr
     assert not (tmp_path / "runs").exists()
 
 
-def test_playing_with_multi_gpu_is_refused(tmp_path):
-    r = run_cli(["config=test", "task=Pendulum-v1", "checkpoint=latest", "multi_gpu=true"], str(tmp_path), TORCHRUN)
+def test_playing_with_multi_gpu_is_refused(tmp_path, monkeypatch, capsys):
+    r = run_cli(["config=test", "task=Pendulum-v1", "checkpoint=latest", "multi_gpu=true"], tmp_path, TORCHRUN,
+                monkeypatch, capsys)  # fmt: skip
     assert r.returncode == 2 and re.search(r"^error: multi_gpu=true: for training only", r.stderr), r.stderr
 
 

@@ -17,6 +17,7 @@ from rlg_hotreload.stream import Recorder
 EPISODE = 200  # Pendulum-v1 truncates at 200 steps
 
 
+@pytest.mark.integration
 def test_first_episode_after_each_reload(tmp_path):
     rec = Recorder(out_dir=str(tmp_path / "videos"), episodes=1, fps=30.0)
     d = GymDriver([rec])
@@ -38,6 +39,7 @@ def test_first_episode_after_each_reload(tmp_path):
     assert [n for _, n in rec.saved] == [EPISODE, EPISODE, 30]
 
 
+@pytest.mark.integration
 def test_resize_and_validation(tmp_path):
     with pytest.raises(ValueError, match="record.episodes"):
         Recorder(episodes=0)
@@ -75,6 +77,7 @@ CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_ctrl_c_finalizes_the_mp4(tmp_path):
     out = tmp_path / "videos"
     proc = subprocess.Popen(

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 from helpers.ckpt_factory import variant_bytes
-from helpers.procs import Proc, free_port, run_cli
+from helpers.procs import Proc, cli_in_process, free_port
 
 from rlg_hotreload.readyfile import wait_ready_file
 from rlg_hotreload.reload import (
@@ -165,6 +165,7 @@ def test_the_server_going_away_and_coming_back(s3, checkpoint_copy, rlg_log):
         w.stop(5)
 
 
+@pytest.mark.integration
 def test_latest_under_a_prefix_follows_the_newest_run_and_a_marker(s3):
     _, client = s3
     put = lambda key, body: client.put_object(Bucket=BUCKET, Key=key, Body=body)  # noqa: E731
@@ -239,27 +240,36 @@ def _one_error_line(r, *words):
     return errors[0]
 
 
-def test_bad_remote_input_exits_2_with_one_line(s3, tmp_path, monkeypatch):
+@pytest.mark.integration
+def test_bad_remote_input_exits_2_with_one_line(s3, tmp_path, monkeypatch, capsys):
+    """The CLI's answers, through its main() in this process (what is tested is the line, not a process)."""
+
+    from s3fs import S3FileSystem
+
+    def cli(args):
+        S3FileSystem.clear_instance_cache()  # as a fresh process: no client kept from the previous case
+        return cli_in_process(args, tmp_path, monkeypatch, capsys)
+
     url = "s3://%s/runs/X" % BUCKET
-    r = run_cli(PLAY + ["checkpoint=s3://no-such-bucket/runs/X"], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=s3://no-such-bucket/runs/X"])
     _one_error_line(r, "train.checkpoint=s3://no-such-bucket/runs/X", "does not exist")
-    r = run_cli(PLAY + ["checkpoint=s3://no-such-bucket/X/nn/a.pth"], str(tmp_path))  # one object
+    r = cli(PLAY + ["checkpoint=s3://no-such-bucket/X/nn/a.pth"])  # one object
     _one_error_line(r, "train.checkpoint=s3://no-such-bucket/X/nn/a.pth", "does not exist")
-    r = run_cli(PLAY + ["checkpoint=%s" % url, "storageOptions={bogus_option: 1}"], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=%s" % url, "storageOptions={bogus_option: 1}"])
     _one_error_line(r, "train.storageOptions=['bogus_option']", "bogus_option")
-    r = run_cli(PLAY + ["checkpoint=%s" % url, "watch=events"], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=%s" % url, "watch=events"])
     _one_error_line(r, "train.watch=events", "auto, poll")
-    r = run_cli(PLAY + ["checkpoint=nosuchproto://x/y"], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=nosuchproto://x/y"])
     _one_error_line(r, "unknown protocol 'nosuchproto'")
-    r = run_cli(PLAY + ["checkpoint=latest", "trainDir=s3://no-such-bucket/runs"], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=latest", "trainDir=s3://no-such-bucket/runs"])
     _one_error_line(r, "train.trainDir=s3://no-such-bucket/runs", "does not exist")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:%d" % free_port())  # nothing listens there
     t0 = time.monotonic()
-    r = run_cli(PLAY + ["checkpoint=%s" % url], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=%s" % url])
     _one_error_line(r, "train.checkpoint=%s" % url, "cannot reach the endpoint")
     assert time.monotonic() - t0 < 60
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3[0].url)
-    r = run_cli(PLAY + ["checkpoint=%s" % url], str(tmp_path))
+    r = cli(PLAY + ["checkpoint=%s" % url])
     _one_error_line(r, "train.checkpoint=%s" % url, "no credentials")

@@ -18,6 +18,7 @@ def _tool(name):
     return exe
 
 
+@pytest.mark.integration
 def test_packages_use_python_38_syntax_only():
     r = subprocess.run(
         [_tool("vermin"), "-q", "--no-tips", "-t=3.8-", "--violations", *PACKAGES],
@@ -31,6 +32,7 @@ def test_ruff_lint_is_clean():
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
 
 
+@pytest.mark.integration
 def test_package_imports_without_torch_side_effects():
     """`import rlg_hotreload` stays light: the CLI validates config before importing torch/rl-games."""
     code = "import sys, rlg_hotreload, rlg_hotreload.config; print('torch' in sys.modules)"

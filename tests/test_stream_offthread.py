@@ -35,6 +35,7 @@ def _diff(a, b) -> float:
     return float(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean())
 
 
+@pytest.mark.integration
 def test_a_snapshot_rendered_on_another_thread_is_the_picture_of_that_state_not_of_the_live_one():
     env = isaacgym_tasks.make_env(1, sim="mujoco", render_width=W, render_height=H)
     try:
@@ -112,6 +113,7 @@ class WatchScript(PlayerCallback):
             player.request_stop()
 
 
+@pytest.mark.integration
 def test_real_player_streams_frames_rendered_off_its_thread_only_while_watched_and_joins_on_stop(tmp_path):
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)

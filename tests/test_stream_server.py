@@ -132,6 +132,7 @@ def test_abrupt_disconnects_leave_server_and_player_healthy(live):
     assert d.steps > steps, "the player kept stepping"
 
 
+@pytest.mark.integration
 def test_disconnect_noticed_while_player_is_paused():
     """No new frames (player waiting for a checkpoint): keep-alive resends still reveal a dead viewer."""
     s = FrameStreamer(port=0)
@@ -153,6 +154,7 @@ def test_disconnect_noticed_while_player_is_paused():
         d.env.close()
 
 
+@pytest.mark.integration
 def test_status_reports_checkpoint_episodes_and_stream_counters(live):
     s, d = live
     c = MjpegClient(s.url + "stream")
@@ -193,6 +195,7 @@ def test_page_and_static_files_are_served(live):
     assert _get(s.port, "/static/../streamer.py")[0] == 404
 
 
+@pytest.mark.integration
 def test_slow_client_skips_frames_and_slows_nobody():
     """A viewer that stops reading fills the socket buffers; then it must skip, not stall others."""
     s = FrameStreamer(port=0, quality=90)
@@ -227,6 +230,7 @@ def test_slow_client_skips_frames_and_slows_nobody():
         d.env.close()
 
 
+@pytest.mark.integration
 def test_realtime_paces_the_player_watched_or_not_and_renders_only_while_watched():
     """A monitor next to training takes one real-time env's worth of CPU, never all it can get."""
     s = FrameStreamer(port=0, realtime=True, fps=20.0)

@@ -1,5 +1,6 @@
 """Test helpers: run the real CLI in a subprocess and wait on its log lines (events, not sleeps)."""
 
+import logging
 import os
 import re
 import signal
@@ -126,6 +127,30 @@ def main_in_process(args: Sequence[str], cwd: str, monkeypatch: Any, capsys: Any
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     code = run.main(list(args))
     return code, capsys.readouterr().err.strip().splitlines()
+
+
+def cli_in_process(args: Sequence[str], cwd: Any, monkeypatch: Any, capsys: Any) -> subprocess.CompletedProcess:
+    """``main_in_process`` shaped as ``run_cli``'s result (returncode, stdout, stderr), for tests of what the
+    CLI answers (exit code, the one error line) rather than of the process itself (signals, process
+    groups). An exception escaping ``main`` fails the test: stricter than looking for "Traceback"."""
+    from rlg_hotreload import run
+
+    capsys.readouterr()  # what the test printed before is not the CLI's output
+    monkeypatch.chdir(str(cwd))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    root = logging.getLogger()
+    level, to_stdout = root.level, logging.StreamHandler(sys.stdout)  # the CLI's log lines, as the CLI
+    to_stdout.setFormatter(logging.Formatter("[rlg_hotreload] %(message)s"))  # writes them (main's
+    root.addHandler(to_stdout)  # basicConfig does nothing where pytest has put handlers on the root)
+    root.setLevel(logging.INFO)
+    try:
+        code = run.main(list(args))
+    finally:
+        root.removeHandler(to_stdout)
+        root.setLevel(level)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["rlg_hotreload.run", *args], code, out.out, out.err)
 
 
 def newest_line(lines: List[str], pattern: str) -> Optional[re.Match]:
