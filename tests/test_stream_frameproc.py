@@ -83,6 +83,7 @@ def _check_drawn_in_a_process_like_here(env) -> None:
     assert pid is not None and pid != os.getpid() and not _alive(pid), "the frame process outlived close()"
 
 
+@pytest.mark.integration  # starts the frame process
 def test_a_state_drawn_in_the_frame_process_is_the_picture_of_that_state():
     env = isaacgym_tasks.make_env(1, sim="mujoco", render_width=W, render_height=H)
     try:
@@ -122,6 +123,7 @@ class Watched(PlayerCallback):
             player.request_stop()
 
 
+@pytest.mark.integration  # starts the frame process
 def test_blind_grasping_stream_drawn_in_the_frame_process_fans_out_and_survives_its_death(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="rlg_hotreload")
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
@@ -216,6 +218,7 @@ def test_blind_grasping_stream_drawn_in_the_frame_process_fans_out_and_survives_
     assert not [t for t in threading.enumerate() if t.name == "rlg-jpeg"]
 
 
+@pytest.mark.integration  # starts the frame process
 def test_ctrl_c_to_the_process_group_ends_a_monitor_with_a_frame_process_cleanly(tmp_path):
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)
