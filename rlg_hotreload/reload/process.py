@@ -57,6 +57,7 @@ class ProcessLoader(Loader):
         self._closed = False
         self._lock = threading.Lock()  # guards proc/closed only; never held across pipe I/O
         self._maps: List[Any] = []  # the blobs mapped so far that may still hold tensors (see unmap_unused)
+        self.warm: Dict[str, Any] = {}  # the child's warm-up load (see rlg_hotreload.reload.warm)
 
     @property
     def pid(self) -> Optional[int]:
@@ -136,7 +137,9 @@ class ProcessLoader(Loader):
         try:
             proc.stdin.write((json.dumps({"tensors": self.spec, "max_bytes": self.max_bytes}) + "\n").encode())
             proc.stdin.flush()
-            ready = self._readline(proc, max(self.timeout, 60.0)).get("ready")
+            answer = self._readline(proc, max(self.timeout, 60.0))
+            ready = answer.get("ready")
+            self.warm = {k: v for k, v in answer.items() if k.startswith("warm_")}
         except (OSError, ValueError) as e:
             self._discard(proc)
             raise LoaderUnavailable("the loader process did not start (%s)" % e) from e
@@ -162,6 +165,7 @@ class ProcessLoader(Loader):
         self.unmap_unused()
         proc = self._running()
         assert proc.stdin is not None
+        requested = time.monotonic()
         try:
             proc.stdin.write((json.dumps(list(version)) + "\n").encode())
             proc.stdin.flush()
@@ -169,6 +173,7 @@ class ProcessLoader(Loader):
             self._discard(proc)
             raise CheckpointError("loader process %s" % describe_exit(proc.returncode), TRANSIENT) from None
         reply = self._readline(proc, self.timeout)
+        phases = dict(reply.get("phases") or {}, request=requested, reply=time.monotonic())
         if not reply["ok"]:
             if reply.get("kind") == "nospace":
                 raise LoaderUnavailable(reply["error"])
@@ -176,10 +181,11 @@ class ProcessLoader(Loader):
         t0 = time.perf_counter()
         state, env = map_blob(reply, proc.pid, self.devices, self._maps)
         env_state = load_weights_only(env, need_model=False) if env else None
+        phases["mapped"] = time.monotonic()
         return LoadedCheckpoint(
             version=version, state=state, epoch=reply["epoch"], frame=reply["frame"],
             best_reward=reply["best_reward"], env_state=env_state,
-            load_ms=reply["load_ms"] + (time.perf_counter() - t0) * 1000.0,
+            load_ms=reply["load_ms"] + (time.perf_counter() - t0) * 1000.0, phases=phases,
         )  # fmt: skip
 
     def close(self, timeout: float = 1.0) -> None:
@@ -198,4 +204,4 @@ class ProcessLoader(Loader):
             pass  # unkillable for now (D state); the OS reaps it when the parent exits
 
     def describe(self) -> Dict[str, Any]:
-        return {"name": self.name, "pid": self.pid, "spawns": self.spawns}
+        return dict({"name": self.name, "pid": self.pid, "spawns": self.spawns}, **self.warm)
