@@ -73,6 +73,10 @@ class LoaderSlot:
             if local is not version:
                 source.release(local)
 
+    def tidy(self) -> None:
+        if self.loader is not None:
+            self.loader.tidy()
+
     def close(self, timeout: float = 1.0) -> None:
         if self.loader is not None:
             self.loader.close(timeout)

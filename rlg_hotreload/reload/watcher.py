@@ -262,6 +262,7 @@ class CheckpointWatcher:
             if self.events.last_event_at is not None:
                 loaded.phases["event"] = self.events.last_event_at
             self.mailbox.put(loaded)
+            self.loading.tidy()  # the previous blobs: after the hand-over, not on the next reload's clock
             return True
         return False
 
