@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-import torch
 from rl_games.algos_torch.players import PpoPlayerContinuous
 
 from rlg_hotreload.callbacks import CallbackList
@@ -33,6 +32,7 @@ from rlg_hotreload.reload import (
 )
 from rlg_hotreload.signals import install_stop_handlers
 from rlg_hotreload.steer import Steer
+from rlg_hotreload.step_io import StepIO
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -62,7 +62,7 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
+class HotReloadPlayer(Steer, FrameGrab, StepIO, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
@@ -156,29 +156,6 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
         """Ask the play loop to end after the current step (thread-safe; used by signal handlers)."""
         self._stop_event.set()
         self.control.wake()  # a paused player notices at once
-
-    def env_step(self, env: Any, actions: torch.Tensor) -> Any:
-        """As rl-games', but rewards and dones stay where the env made them (see :meth:`step_device`).
-
-        A CPU env (numpy outputs): exactly the stock conversion, CPU tensors. A tensor env (Isaac Gym, a
-        GPU simulator): no ``.cpu()``, which the stock player does at every step (a host sync per step).
-        """
-        if not self.is_tensor_obses:
-            return super().env_step(env, actions)
-        obs, rewards, dones, infos = env.step(actions)
-        if self.value_size > 1:
-            rewards = rewards[0]
-        return self.obs_to_torch(obs), rewards, dones, infos
-
-    def step_device(self) -> torch.device:
-        """Where rewards, dones and the episode sums live: the env's device, never moved per step.
-
-        Tensor envs return them on the RL device (rl-games' convention); numpy envs give CPU tensors.
-        Keeping a CPU env's rewards on a CUDA policy's device (as this player once did) cost two
-        host-to-device copies, three kernel launches and a device sync (``nonzero``) per step: 0.87-0.93x
-        of the stock player's steps/s with the policy on ``cuda:0`` and Pendulum on the CPU.
-        """
-        return torch.device(self.device) if self.is_tensor_obses else torch.device("cpu")
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> Summary:
