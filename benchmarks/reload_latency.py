@@ -62,13 +62,16 @@ class Probe(PlayerCallback):
         self._pending_epoch = None
         self.stop_after = stop_after
         self.load_ms = []
+        self.swapped_at = {}  # epoch -> when swap_in ran (its on_reload)
+        self.phases = {}  # epoch -> the LoadedCheckpoint's phase stamps (see rlg_hotreload.reload)
 
     def on_reload(self, player, info):
         self._pending_epoch = info.epoch
         self.load_ms.append(info.load_ms)
+        self.swapped_at[info.epoch] = time.monotonic()
 
     def on_step(self, player, step):
-        now = time.perf_counter()
+        now = time.monotonic()
         self.step_times.append(now)
         if self._pending_epoch is not None:
             # on_step runs right after the step whose action came from the new weights
@@ -96,6 +99,13 @@ def latency(reloads, swap_at, num_envs, interval=0.5, watch="poll", units=None, 
     player.restore(os.path.join(d, "run"))
     size = os.path.getsize(os.path.join(nn, "Pendulum.pth"))
     complete = {}
+    put = player.watcher.mailbox.put
+
+    def traced_put(loaded):
+        probe.phases[loaded.epoch] = dict(loaded.phases)
+        put(loaded)
+
+    player.watcher.mailbox.put = traced_put
 
     blobs = {
         epoch: serialized(fake_training_checkpoint(player.model, epoch)) for epoch in range(1, reloads + 1)
@@ -106,7 +116,7 @@ def latency(reloads, swap_at, num_envs, interval=0.5, watch="poll", units=None, 
         for epoch in range(1, reloads + 1):
             time.sleep(rng.uniform(*pace))  # the training run's pace; random phase vs the poll timer
             (save_in_place if in_place else save_atomic)(blobs[epoch], os.path.join(nn, "Pendulum.pth"))
-            complete[epoch] = time.perf_counter()
+            complete[epoch] = time.monotonic()  # the clock of the phase stamps (CLOCK_MONOTONIC)
         time.sleep(2.0)
         done.set()
 
@@ -116,7 +126,9 @@ def latency(reloads, swap_at, num_envs, interval=0.5, watch="poll", units=None, 
     t.join()
     lat = [probe.first_action[e] - complete[e] for e in complete if e in probe.first_action]
     if units is not None:
-        return lat, len(complete), size, probe.load_ms
+        traced = [dict(probe.phases.get(e, {}), written=complete[e], swap=probe.swapped_at.get(e),
+                       first_action=probe.first_action[e]) for e in complete if e in probe.first_action]  # fmt: skip
+        return lat, len(complete), size, probe.load_ms, traced
     return lat, len(complete)
 
 
@@ -128,11 +140,11 @@ def load_stall(size_units):
     orig = ProcessLoader.load
 
     def timed(*a, **k):  # the watcher thread's request -> reply span = the load, seen from the player
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         try:
             return orig(*a, **k)
         finally:
-            spans.append((t0, time.perf_counter()))
+            spans.append((t0, time.monotonic()))
 
     ProcessLoader.load = timed
     done = threading.Event()
@@ -234,19 +246,44 @@ CONFIGS = [  # (name, size, watch, reloadInterval, in place)
 ]
 
 
-def latency_matrix(reloads, runs):
+#: a reload's way, in order: the writer's rename/close, the file event, the watcher's check, the request
+#: to the loader child, the child mapped+unpickled+validated, copied into the blob, the blob mapped here,
+#: the mailbox, the swap on the player thread, the end of the first step with the new weights
+PHASES = ("written", "event", "check", "request", "child_loaded", "child_blob", "mapped", "put", "swap", "first_action")
+
+
+def phase_breakdown(traced):
+    """Median and p95 of each phase's duration (ms) over the reloads that have both of its stamps."""
+    out = {}
+    for a, b in zip(PHASES, PHASES[1:]):
+        xs = [(t[b] - t[a]) * 1e3 for t in traced if t.get(a) is not None and t.get(b) is not None]
+        if a == "written":  # a stale event stamp (from an earlier file) is not this write's event
+            xs = [x for x in xs if x >= 0]
+        if xs:
+            out["%s->%s" % (a, b)] = {"p50": round(statistics.median(xs), 2), "p95": round(pct(xs, 95), 2)}
+    return out
+
+
+def latency_matrix(reloads, runs, only=None):
     rows, out = [], {"configs": []}
     for name, size, watch, interval, in_place in CONFIGS:
+        if only and only not in "%s, %s" % (name, size):
+            continue
         per_run = []
         for r in range(runs):
             load_before = os.getloadavg()
             pace = (0.3, 0.6) if watch == "events" else (0.9, 1.6)
-            lat, written, nbytes, load_ms = latency(reloads, "step", 1, interval, watch, SIZES[size], in_place, pace)
+            lat, written, nbytes, load_ms, traced = latency(reloads, "step", 1, interval, watch, SIZES[size], in_place,
+                                                           pace)  # fmt: skip
+            breakdown = phase_breakdown(traced)
             per_run.append({
                 "p50_s": pct(lat, 50), "p95_s": pct(lat, 95), "max_s": max(lat), "reloads": len(lat),
                 "written": written, "checkpoint_bytes": nbytes, "load_ms_median": statistics.median(load_ms),
                 "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "samples_s": [round(x, 4) for x in lat],
+                "phases_ms": breakdown,
             })  # fmt: skip
+            print("    where it goes (median / p95 ms): %s" % ", ".join(
+                "%s %.1f/%.1f" % (k, v["p50"], v["p95"]) for k, v in breakdown.items()), flush=True)  # fmt: skip
             print("%-32s %s run %d: p50 %.1f ms, p95 %.1f ms, max %.1f ms (%d/%d, load %.1f ms; loadavg %.2f)"
                   % (name, size, r + 1, pct(lat, 50) * 1e3, pct(lat, 95) * 1e3, max(lat) * 1e3, len(lat), written,
                      statistics.median(load_ms), load_before[0]), flush=True)  # fmt: skip
@@ -270,12 +307,15 @@ def main():
     ap.add_argument("--reloads", type=int, default=30)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    ap.add_argument("--only", help="--part latency: the configurations whose 'name, size' contains this "
+                    "(e.g. '50MB' or 'events, interval 30, rename, 50MB')")
     a = ap.parse_args()
     n = 5 if a.quick else a.reloads
     torch.set_num_threads(1)
     if a.part in ("latency", "all"):
-        out = latency_matrix(n, 1 if a.quick else a.runs)
+        out = latency_matrix(n, 1 if a.quick else a.runs, a.only)
         cmd = "python benchmarks/reload_latency.py --part latency --reloads %d --runs %d" % (n, a.runs)
+        cmd += " --only '%s'" % a.only if a.only else ""
         print("wrote", write_result("reload_latency_events", out, cmd + (" --quick" if a.quick else "")))
     if a.part == "latency":
         return

@@ -197,7 +197,7 @@ class ComparePlayer(HotReloadPlayer):
 
     def _play(self) -> bool:
         """The step loop. Returns True if it must wait for first checkpoints again (a rollback)."""
-        slots, cbs, dev = self.slots, self.callbacks, self.device
+        slots, cbs, dev = self.slots, self.callbacks, self.step_device()  # where env_step leaves r, done
         obses = self.env_reset(self.env)
         total = self.get_batch_size(obses, 1)
         n = slots[0].n

@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional
 
-import torch
 from rl_games.algos_torch.players import PpoPlayerContinuous
 
 from rlg_hotreload.callbacks import CallbackList
@@ -33,6 +32,7 @@ from rlg_hotreload.reload import (
 )
 from rlg_hotreload.signals import install_stop_handlers
 from rlg_hotreload.steer import Steer
+from rlg_hotreload.step_io import StepIO
 
 log = logging.getLogger("rlg_hotreload")
 
@@ -62,7 +62,7 @@ def _choice(cfg: Dict[str, Any], key: str, allowed: Any, default: str) -> str:
     return value
 
 
-class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
+class HotReloadPlayer(Steer, FrameGrab, StepIO, PpoPlayerContinuous):
     """Plays the newest checkpoint of a run forever; swaps in each new one as it lands.
 
     Extra keys of ``params.config.player`` (all optional): ``reload_interval`` (s, default 30;
@@ -157,22 +157,6 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
         self._stop_event.set()
         self.control.wake()  # a paused player notices at once
 
-    def env_step(self, env: Any, actions: torch.Tensor) -> Any:
-        """As rl-games', but rewards and dones stay on the policy's device: the stock player copies
-        them to the CPU at every step, a host sync per step for a GPU simulator."""
-        if not self.is_tensor_obses:
-            obs, rewards, dones, infos = super().env_step(env, actions)
-        else:
-            obs, rewards, dones, infos = env.step(actions)
-            if self.value_size > 1:
-                rewards = rewards[0]
-            obs = self.obs_to_torch(obs)
-        dev = torch.device(self.device)
-        if isinstance(rewards, torch.Tensor) and isinstance(dones, torch.Tensor):
-            if rewards.device == dev and dones.device == dev:  # the usual case: no as_tensor (~3 us/step)
-                return obs, rewards, dones, infos
-        return obs, torch.as_tensor(rewards, device=dev), torch.as_tensor(dones, device=dev), infos
-
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> Summary:
         """Play until ``games_num`` games are done (0 = forever) or Ctrl+C / SIGTERM; return the summary."""
@@ -217,7 +201,7 @@ class HotReloadPlayer(Steer, FrameGrab, PpoPlayerContinuous):
         manual_reset = not self.player_config.get("use_vecenv", False) and batch_size == 1
         swap_at_game = self.swap_at == "game" or (self.swap_at == "auto" and batch_size == 1)
         self.init_rnn()
-        dev = self.device  # next to the env's rewards and dones (the policy's device)
+        dev = self.step_device()  # next to the env's rewards and dones: no copy per step
         episodes = EpisodeTracker(batch_size, dev, self.current.index if self.current else 0)
         n_games = self.games_num
         at_boundary = True

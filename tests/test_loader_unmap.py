@@ -24,7 +24,7 @@ def _blob_maps():
 
 
 @pytest.mark.integration
-def test_a_blob_is_unmapped_at_the_next_load_once_no_tensor_uses_it(tmp_path):
+def test_a_blob_is_unmapped_by_tidy_after_a_hand_over_once_no_tensor_uses_it(tmp_path):
     gc.collect()
     _BEFORE.clear()
     _BEFORE.update(_blob_maps())
@@ -44,7 +44,9 @@ def test_a_blob_is_unmapped_at_the_next_load_once_no_tensor_uses_it(tmp_path):
         assert len(_blob_maps()) == 2 and maps < _blob_maps()
         del weights  # the player drops its previous weights: nothing is unmapped on this thread ...
         assert len(_blob_maps()) == 2
-        third = loader.load(version)  # ... but at the next load, on the loader's caller's thread
+        third = loader.load(version)  # a load unmaps nothing: that would be on a reload's clock ...
+        assert len(_blob_maps()) == 3
+        loader.tidy()  # ... the watcher tidies after handing the load over, on its own thread
         now = _blob_maps()
         assert len(now) == 2 and not (maps & now)
         assert torch.equal(second.state["w"], third.state["w"]) and third.epoch == 3

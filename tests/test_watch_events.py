@@ -14,7 +14,13 @@ import pytest
 from helpers.ckpt_factory import variant_bytes
 
 from rlg_hotreload import config
-from rlg_hotreload.reload import CheckpointSource, CheckpointWatcher, events, load_weights_only, model_state
+from rlg_hotreload.reload import (
+    CheckpointSource,
+    CheckpointWatcher,
+    fstype,
+    load_weights_only,
+    model_state,
+)
 
 WAIT = 20.0
 EVENT_WAIT = 10.0  # well inside the 30 s timer: a reload within this bound came from a file event
@@ -202,7 +208,7 @@ def test_inotify_watch_limit_falls_back_to_the_timer_with_one_warning(checkpoint
 def test_auto_mode_polls_a_folder_on_a_network_filesystem(checkpoint_copy, tmp_path, rlg_log, monkeypatch):
     mounts = tmp_path / "mounts"
     mounts.write_text("server:/export %s nfs4 rw,relatime 0 0\n" % tmp_path)
-    monkeypatch.setattr(events, "MOUNTS", str(mounts))
+    monkeypatch.setattr(fstype, "MOUNTS", str(mounts))
     nn = _run_with_a(checkpoint_copy, tmp_path)
     w = _watcher(checkpoint_copy, tmp_path / "run", interval=0.05, watch="auto")
     try:
@@ -231,7 +237,7 @@ def test_filesystem_type_from_the_mount_table(tmp_path, kind, mount, path, netwo
     mounts = tmp_path / "mounts"
     point = str(tmp_path / mount).replace(" ", "\\040")
     mounts.write_text("/dev/vda / ext4 rw 0 0\nsrv:/x %s %s rw 0 0\n" % (point, kind))
-    assert events.is_network_fs(events.fs_type(str(tmp_path / path), str(mounts))) is network
+    assert fstype.is_network_fs(fstype.fs_type(str(tmp_path / path), str(mounts))) is network
 
 
 def test_watch_key_is_validated_up_front():

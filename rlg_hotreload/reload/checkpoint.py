@@ -19,7 +19,7 @@ import pickle
 import re
 import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -245,6 +245,9 @@ class LoadedCheckpoint:
     best_reward: Optional[float]
     env_state: Any
     load_ms: float
+    #: ``time.monotonic()`` stamps of the way here (event, check, request, child_*, reply, mapped, put):
+    #: where a reload's latency goes, for benchmarks/reload_latency.py; empty where a loader keeps none
+    phases: Dict[str, float] = field(default_factory=dict)
 
 
 def _scalar(x: Any, cast: Callable[[Any], Any]) -> Any:

@@ -14,14 +14,18 @@ group; the parent decides when the child ends (it kills it), so the child must p
 ``KeyboardInterrupt`` traceback) and must never outlive the parent (``PR_SET_PDEATHSIG`` on Linux; EOF on
 stdin everywhere).
 
-Protocol: first line ``{"tensors": {name: [dtype, shape]}, "max_bytes": n}``, answered ``{"ready": true}``;
-then one JSON ``FileVersion`` per line, answered by one JSON line (see :mod:`rlg_hotreload.reload.blob`).
+Protocol: first line ``{"tensors": {name: [dtype, shape]}, "max_bytes": n}``, answered ``{"ready": true,
+"warm_ms": ..., "warm_ok": ...}`` once a warm-up load is done (see :mod:`rlg_hotreload.reload.warm`);
+then one JSON ``FileVersion`` per line, answered by one JSON line (see :mod:`rlg_hotreload.reload.blob`)
+whose ``phases`` are ``time.monotonic()`` stamps (system-wide on Linux, so comparable with the parent's):
+``child_start``, ``child_loaded`` (mapped, unpickled, validated), ``child_blob`` (copied into the blob).
 """
 
 import json
 import os
 import signal
 import sys
+import time
 from typing import Any, Dict, Optional, Tuple
 
 PR_SET_PDEATHSIG = 1
@@ -48,10 +52,13 @@ def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[in
 
     fd: Optional[int] = None
     reply: Dict[str, Any] = {}
+    phases = {"child_start": time.monotonic()}
     try:
         try:
             with mapped_checkpoint(FileVersion(*json.loads(line)), ref, max_bytes) as loaded:
+                phases["child_loaded"] = time.monotonic()
                 fd, reply = write_blob(loaded.state, loaded.env_state)  # copied out of the mapped file
+                phases["child_blob"] = time.monotonic()
         except BaseException:
             if fd is not None:
                 discard(fd, reply)  # the file changed while its tensors were copied: drop that blob
@@ -65,7 +72,7 @@ def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[in
     except OSError as e:
         return None, {"ok": False, "error": "loader process: %s" % (e.strerror or e), "kind": TRANSIENT}
     reply.update(ok=True, epoch=loaded.epoch, frame=loaded.frame, best_reward=loaded.best_reward,
-                 load_ms=loaded.load_ms)  # fmt: skip
+                 load_ms=loaded.load_ms, phases=phases)  # fmt: skip
     return fd, reply
 
 
@@ -75,6 +82,7 @@ def serve(parent_pid: Optional[int] = None) -> None:
     import torch
 
     from rlg_hotreload.reload.blob import discard, dtype_from_name
+    from rlg_hotreload.reload.warm import warm_up
 
     torch.set_num_threads(1)
     if hasattr(os, "nice"):
@@ -84,8 +92,12 @@ def serve(parent_pid: Optional[int] = None) -> None:
         return
     ref = {k: torch.empty(s, dtype=dtype_from_name(d), device="meta") for k, (d, s) in spec["tensors"].items()}
     max_bytes = int(spec["max_bytes"])
+    try:
+        warm = warm_up(_answer, ref, max_bytes)
+    except OSError as e:  # no room for the warm-up file: the first real load is merely slower
+        warm = {"warm_ok": False, "warm_error": e.strerror or str(e)}
     out = sys.stdout
-    out.write(json.dumps({"ready": True}) + "\n")
+    out.write(json.dumps(dict(warm, ready=True)) + "\n")
     out.flush()
     last: Tuple[Optional[int], Dict[str, Any]] = (None, {})
     for line in sys.stdin:

@@ -15,9 +15,13 @@ watcher, which then makes its usual stability look. We do not listen to "modifie
 save is thousands of writes, each an event through Python threads next to the player.
 
 Why polling for network filesystems: NFS, SMB, SSHFS and other FUSE mounts, 9p and virtiofs deliver
-no events for writes made on another machine (the training host). ``watch=auto`` looks up the folder's
-filesystem type in ``/proc/mounts`` and keeps such folders on the timer alone; ``watch=events`` forces
-events (the writer is on this host), ``watch=poll`` never starts an observer.
+no events for writes made on another machine (the training host). ``watch=auto`` keeps such folders on
+the timer alone (see :mod:`~rlg_hotreload.reload.fstype`); ``watch=events`` forces events (the writer is
+on this host), ``watch=poll`` never starts an observer.
+
+Why no debounce: a close or rename event of a ``.pth`` file wakes the watcher at once, and the watcher
+loads that very version without its stability look; the time of the last such event is kept
+(``last_event_at``) so that a reload's phases can be traced from the event on.
 
 Why a missing folder's ancestor is watched: ``checkpoint=latest`` before training started, or a run
 folder whose ``nn/`` does not exist yet. Watching the nearest existing ancestor (not recursively) wakes
@@ -29,8 +33,10 @@ import errno
 import logging
 import os
 import threading
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from rlg_hotreload.reload.fstype import fs_type, is_network_fs
 from rlg_hotreload.reload.source import LATEST_LINK, FileVersion
 
 try:
@@ -50,39 +56,7 @@ except ImportError:  # an install without watchdog: the timer alone, with one wa
 log = logging.getLogger("rlg_hotreload")
 
 MODES = ("auto", "events", "poll")
-#: filesystem types that deliver no events for writes made elsewhere (Linux /proc/mounts names)
-NETWORK_FS = {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre",
-              "gpfs", "beegfs", "davfs", "virtiofs", "fuse", "vboxsf", "prl_fs", "vmhgfs"}  # fmt: skip
-LOCAL_FUSE = {"fuseblk", "fuse.lxcfs"}  # ntfs-3g/exfat on a local disk; lxcfs (no checkpoints there)
 HINTS_KEPT = 64
-MOUNTS = "/proc/mounts"
-
-
-def fs_type(path: str, mounts: Optional[str] = None) -> Optional[str]:
-    """The filesystem type of ``path`` (or of its nearest existing ancestor); None if unknown (no /proc)."""
-    path = os.path.realpath(path)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        path = os.path.dirname(path)
-    best, kind = "", None
-    try:
-        with open(mounts or MOUNTS) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) < 3:
-                    continue
-                point = fields[1].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
-                inside = path == point or path.startswith(point.rstrip("/") + "/")
-                if inside and len(point) >= len(best):
-                    best, kind = point, fields[2]
-    except OSError:
-        return None  # not Linux (or /proc not mounted): no way to tell, assume local
-    return kind
-
-
-def is_network_fs(kind: Optional[str]) -> bool:
-    if kind is None or kind in LOCAL_FUSE:
-        return False
-    return kind in NETWORK_FS or kind.startswith("fuse.") or kind.startswith("nfs")
 
 
 def _make_observer() -> Any:
@@ -124,6 +98,7 @@ class FileEvents:
         self._lock = threading.Lock()
         self._handler_errors = 0
         self._announced = False
+        self.last_event_at: Optional[float] = None  # time.monotonic() of the last close/rename of a .pth
 
     # -- the observer's thread -----------------------------------------------------------------------
     def on_event(self, event: Any) -> None:
@@ -162,6 +137,7 @@ class FileEvents:
             except OSError:
                 st = None  # renamed or deleted again since: nothing to vouch for
             if st is not None:
+                self.last_event_at = time.monotonic()
                 with self._lock:
                     self._hints[(st.st_size, st.st_mtime_ns, st.st_ino)] = None
                     while len(self._hints) > HINTS_KEPT:

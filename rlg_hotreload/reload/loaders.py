@@ -36,6 +36,9 @@ class Loader:
         """The validated checkpoint; raises CheckpointError (or LoaderUnavailable)."""
         raise NotImplementedError
 
+    def tidy(self) -> None:
+        """Release what earlier loads left behind; called after a load was handed over, off its clock."""
+
     def close(self, timeout: float = 1.0) -> None:
         """Release everything; safe from any thread, also while ``load`` runs; never blocks long."""
 

@@ -10,20 +10,18 @@ stale weights forever with nothing in ``/status``. Every exception of a check is
 cause, and the check is retried with exponential backoff; :meth:`CheckpointWatcher.health` exposes the
 last check time and the last error to ``/status`` and to the final summary.
 
-Why "first seen" orders versions: mtimes come from the writer's clock, which may be ahead (a file dated
-in the future would otherwise block every later reload) or far behind (``rsync -a`` keeps the server's
-mtime). A version seen in a later check is newer; within one check, mtime decides (a future mtime counts
-as now, with one warning). The player never rolls back to a version seen before the one playing.
+Which version is newer (first seen, then mtime, whatever the writer's clock says) is
+:mod:`~rlg_hotreload.reload.versions`'s to decide; the player never rolls back to an older one.
 
-The player's side is the one-slot :class:`~rlg_hotreload.reload.mailbox.Mailbox`.
+The player's side is the one-slot :class:`~rlg_hotreload.reload.mailbox.Mailbox`; how a file is loaded
+(child process or inline, and the fallback between them) is :mod:`~rlg_hotreload.reload.loading`'s.
 """
 
-import dataclasses
 import logging
 import os
 import threading
 import time
-from typing import Any, Dict, Optional, Set, Tuple, Type
+from typing import Any, Dict, Optional, Set, Tuple
 
 import torch
 
@@ -37,23 +35,16 @@ from rlg_hotreload.reload.checkpoint import (
     one_line,
 )  # fmt: skip
 from rlg_hotreload.reload.events import FileEvents
-from rlg_hotreload.reload.loaders import InlineLoader, Loader, LoaderUnavailable
+from rlg_hotreload.reload.loaders import Loader
+from rlg_hotreload.reload.loading import LoaderSlot
 from rlg_hotreload.reload.mailbox import Mailbox
-from rlg_hotreload.reload.process import ProcessLoader
 from rlg_hotreload.reload.source import CheckpointSource, FileVersion, stat_version
+from rlg_hotreload.reload.versions import VersionOrder
 
 log = logging.getLogger("rlg_hotreload")
 
-LOADERS: Dict[str, Type[Loader]] = {"process": ProcessLoader, "inline": InlineLoader, "thread": InlineLoader}
 MAX_BACKOFF_S = 60.0
 FRESH_S = 1.0  # a corrupt file younger than this may still be being written: retried before warning
-FUTURE_SLACK_NS = 2 * 10**9
-
-
-def make_loader(name: str, reference: Dict[str, torch.Tensor], **kwargs: Any) -> Loader:
-    if name not in LOADERS:
-        raise ValueError("loader=%s: allowed values are %s" % (name, ", ".join(LOADERS)))
-    return LOADERS[name](reference, **kwargs)
 
 
 class CheckpointWatcher:
@@ -80,14 +71,12 @@ class CheckpointWatcher:
         self.interval = interval
         self.settle = settle
         self.wait_log_every = wait_log_every
-        self.loader_name = loader
-        self.loader_kwargs: Dict[str, Any] = {"max_bytes": max_bytes, "timeout": timeout}
-        self.loader: Optional[Loader] = None
+        self.loading = LoaderSlot(loader, self.reference, max_bytes=max_bytes, timeout=timeout)
         self.mailbox = Mailbox()
         self.current_version: Optional[FileVersion] = None  # the version last handed to the player
         self.fatal: Optional[CheckpointError] = None  # the named file does not fit: nothing to wait for
         self.rejected: Set[FileVersion] = set()
-        self._seen: Dict[FileVersion, Tuple[int, int]] = {}  # (check no, clamped mtime ns)
+        self.order = VersionOrder()
         self._retry: Dict[FileVersion, Tuple[int, float]] = {}  # transient failures: (count, not before)
         self._current_rank: Optional[Tuple[int, int, str]] = None
         self._logged: Set[str] = set()
@@ -130,8 +119,7 @@ class CheckpointWatcher:
         last = h["last_check_at"]
         h["last_check_age_s"] = round(time.time() - last, 1) if last else None
         h["alive"] = self._thread is not None and self._thread.is_alive()
-        loader = self.loader
-        h["loader"] = loader.describe() if loader is not None else {"name": self.loader_name}
+        h["loader"] = self.loading.describe()
         h["watch"] = self.events.describe()
         h["source"] = self.source.describe()  # a URL without credentials for a remote source
         return h
@@ -146,9 +134,7 @@ class CheckpointWatcher:
         """Bounded whatever a load is doing: the loader is closed first (a pending load ends at once)."""
         self._stop.set()
         self._wake.set()
-        loader = self.loader
-        if loader is not None:
-            loader.close(timeout)
+        self.loading.close(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -188,8 +174,7 @@ class CheckpointWatcher:
         finally:
             self.events.close()
             self.source.close()
-            if self.loader is not None:
-                self.loader.close()
+            self.loading.close()
 
     def _watch_folders(self) -> bool:
         """Follow the source's folders with file events; True if one is newly watched (look into it now)."""
@@ -208,65 +193,28 @@ class CheckpointWatcher:
             self._logged.add(cause)
             log.warning(message, exc_info=trace)
 
-    def _once(self, key: str, message: str, *args: Any) -> None:
-        if key not in self._logged:
-            self._logged.add(key)
-            log.warning(message, *args)
+    @property
+    def loader(self) -> Optional[Loader]:
+        """The loader in use (None before the first load): see :mod:`~rlg_hotreload.reload.loading`."""
+        return self.loading.loader
 
     def ensure_loader(self) -> Loader:
-        if self.loader is None:
-            self.loader = make_loader(self.loader_name, self.reference, **self.loader_kwargs)
-            try:
-                self.loader.start()
-            except LoaderUnavailable as e:
-                self._fall_back(e)
-        return self.loader
-
-    def _fall_back(self, why: Exception) -> None:
-        """Swap the loader object for an inline one, with one warning."""
-        old = self.loader
-        self.loader = InlineLoader(self.reference, **self.loader_kwargs)
-        if old is not None:
-            old.close()
-        log.warning("Loading checkpoints on the watcher thread from now on: %s", why)
+        return self.loading.ensure()
 
     def _load(self, version: FileVersion) -> LoadedCheckpoint:
-        loader = self.ensure_loader()
         with self._lock:
             self._health["loading"] = version.path
-        local = self.source.fetch(version, self.loader_kwargs["max_bytes"])  # a download for a remote source
         try:
-            try:
-                loaded = loader.load(local)
-            except LoaderUnavailable as e:
-                if self._stop.is_set():
-                    raise CheckpointError("loader stopped", TRANSIENT) from e
-                self._fall_back(e)
-                loaded = self.ensure_loader().load(local)
-            return loaded if local is version else dataclasses.replace(loaded, version=version)
+            return self.loading.load(self.source, version, self._stop.is_set)
         finally:
-            if local is not version:
-                self.source.release(local)
             with self._lock:
                 self._health["loading"] = None
 
     # -- one check ----------------------------------------------------------------------------------
-    def _rank(self, v: FileVersion) -> Tuple[int, int, str]:
-        seen = self._seen.get(v)
-        if seen is None:
-            now_ns = time.time_ns()
-            mtime = v.mtime_ns
-            if mtime > now_ns + FUTURE_SLACK_NS:
-                self._once("future:" + v.path, "%s is dated %.0f s in the future (clock skew?); treating it as "
-                           "written now", v.path, (mtime - now_ns) / 1e9)  # fmt: skip
-                # "now" = when it last changed here: ctime comes from this machine's clock (utime can't set it)
-                mtime = min(now_ns, v.ctime_ns or now_ns)
-            seen = self._seen[v] = (self._polls, mtime)
-        return (seen[0], seen[1], v.path)  # a later check first, then the (clamped) mtime
-
     def poll(self) -> bool:
         """One check: returns True if a new checkpoint was prepared for the player."""
         self._polls += 1
+        checked = time.monotonic()
         candidates = self.source.candidates()
         with self._lock:
             self._health.update(checks=self._health["checks"] + 1, last_check_at=time.time())
@@ -278,16 +226,16 @@ class CheckpointWatcher:
         live = set(candidates)  # forget versions that are gone: a days-long run must not grow these
         with self._lock:
             self.rejected &= live
-        for table in (self._seen, self._retry):
-            for v in [v for v in table if v not in live]:
-                del table[v]  # type: ignore[attr-defined]
+        self.order.keep_only(live)
+        for v in [v for v in self._retry if v not in live]:
+            del self._retry[v]
         if not candidates and self.current_version is None:
             now = time.monotonic()
             if now - self._last_wait_log >= self.wait_log_every:
                 self._last_wait_log = now
                 log.info("Waiting for a checkpoint in %s ...", self.source.describe())
             return False
-        ranked = sorted(((self._rank(v), v) for v in candidates), reverse=True)
+        ranked = sorted(((self.order.rank(v, self._polls), v) for v in candidates), reverse=True)
         for rank, version in ranked:
             if self._current_rank is not None and (version == self.current_version or rank <= self._current_rank):
                 return False  # nothing newer than what is playing: never roll back
@@ -310,14 +258,18 @@ class CheckpointWatcher:
                 continue
             self._retry.pop(version, None)
             self.current_version, self._current_rank = version, rank
+            loaded.phases.update(check=checked, put=time.monotonic())
+            if self.events.last_event_at is not None:
+                loaded.phases["event"] = self.events.last_event_at
             self.mailbox.put(loaded)
+            self.loading.tidy()  # the previous blobs: after the hand-over, not on the next reload's clock
             return True
         return False
 
     def _failed(self, version: FileVersion, e: CheckpointError) -> None:
         now = time.monotonic()
         count = self._retry.get(version, (0, 0.0))[0] + 1
-        age = time.time() - min(version.mtime, self._seen[version][1] / 1e9)
+        age = time.time() - min(version.mtime, self.order.seen_mtime(version))
         if e.kind == TRANSIENT or (e.kind == BAD and age < FRESH_S and count == 1):
             # transient, or a corrupt file so young it may still be being written: try again later
             delay = min(max(self.interval, 0.5) * 2 ** (count - 1), MAX_BACKOFF_S)
