@@ -1,4 +1,4 @@
-"""EpisodeTracker: each env's running episode (reward, length, owning checkpoint) on the policy's device.
+"""EpisodeTracker: each env's running episode (reward, length, owning checkpoint) on the device the env's rewards come on (CPU for a NumPy env).
 
 Why its own module: this is the one place that decides which checkpoint an episode belongs to and what
 a finished episode reports (reward, length, success); the player's loop stays about stepping and
