@@ -93,10 +93,14 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def step(self, actions: ActionLike) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         """Apply actions for ``control_substeps`` physics steps; auto-reset finished envs."""
-        if self.fast is not None:
+        fast = self.fast
+        if fast is not None:
             if isinstance(actions, torch.Tensor):
-                actions = actions.detach().cpu().numpy()
-            return self._step_fast(self.fast, np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1))
+                actions = actions.detach()
+                actions = (actions if actions.device.type == "cpu" else actions.cpu()).numpy()
+            if not (isinstance(actions, np.ndarray) and actions.dtype == np.float32 and actions.ndim == 2):
+                actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+            return self._step_fast(fast, actions)
         act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         targets = self.core.apply_actions(act).numpy().astype(np.float64)
         unstable = self._step_worlds(targets)
