@@ -99,7 +99,9 @@ class RawWorlds:
             self.pool.close()
 
 
-def paired(num_envs: int, threads: int, substeps: int, seconds: float, stepper: str = "auto") -> Dict[str, Any]:
+def paired(
+    num_envs: int, threads: int, substeps: int, seconds: float, stepper: str = "auto"
+) -> Dict[str, Any]:
     """Episodes in turn: raw A, the env, raw B (order alternating), until ``seconds`` (>= 5 rounds).
 
     Per round: env/raw = raw A's time / the env's time for the same episode (both step num_envs worlds
@@ -110,7 +112,8 @@ def paired(num_envs: int, threads: int, substeps: int, seconds: float, stepper: 
     # Episodes end only at the timeout (success needs 100 s of holding), so every world follows
     # the same 60-step grasp as the raw worlds, resets included.
     cfg = isaacgym_tasks.BlindGraspingConfig.from_kwargs(
-        {"sim": "mujoco", "seed": 0, "episode_length_s": EPISODE * 0.05, "success_hold_s": 100.0, "num_threads": threads}
+        {"sim": "mujoco", "seed": 0, "episode_length_s": EPISODE * 0.05, "success_hold_s": 100.0,
+         "num_threads": threads}  # fmt: skip
     )
     env = MujocoBlindGrasping(num_envs, cfg, stepper=stepper)
     actions = [grasp_action(k, num_envs) for k in range(EPISODE)]
@@ -210,10 +213,12 @@ def main() -> None:
     print_table(rows, ("run", "envs", "threads", "stepper", "env steps/s", "env k physics/s", "raw k physics/s",
                        "env/raw", "A/A raw", "rounds", "load avg"))  # fmt: skip
     keys = sorted({(f["num_envs"], f["stepper"]) for r in runs for f in r["rows"]})
-    met = {"%d %s" % k: all(f["ratio"] >= 0.6 for r in runs for f in r["rows"] if (f["num_envs"], f["stepper"]) == k)
-           for k in keys}  # fmt: skip
-    print("target env/raw >= 0.6x in every run: "
-          + ", ".join("%s envs (%s) %s" % (k.split()[0], k.split()[1], "met" if ok else "NOT met") for k, ok in met.items()))  # fmt: skip
+    met = {
+        "%d %s" % k: all(f["ratio"] >= 0.6 for r in runs for f in r["rows"] if (f["num_envs"], f["stepper"]) == k)
+        for k in keys
+    }
+    verdicts = ("%s envs (%s) %s" % (*k.split(), "met" if ok else "NOT met") for k, ok in met.items())
+    print("target env/raw >= 0.6x in every run: " + ", ".join(verdicts))
     data = {"substeps": substeps, "args": vars(args), "cores": os.cpu_count(), "runs": runs, "targets_met": met}
     if args.render:
         data["render_ms_640x480"] = ms = render_ms()

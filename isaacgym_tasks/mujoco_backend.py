@@ -49,7 +49,8 @@ class MujocoBlindGrasping(VecEnvApi):
         stepper: str = "auto",
     ) -> None:
         """``fast_math=False``: per-step math in torch (TaskCore) instead of its NumPy mirror (tests compare).
-        ``stepper``: ``pool`` (per-world mj_step), ``rollout`` (mujoco.rollout) or ``auto`` (see mujoco_stepper)."""
+        ``stepper``: ``pool`` (per-world mj_step), ``rollout`` (mujoco.rollout) or ``auto`` (by size, see
+        mujoco_stepper)."""
         if num_envs < 1:
             raise ValueError("num_envs={!r} must be >= 1".format(num_envs))
         self.cfg = cfg
@@ -75,7 +76,9 @@ class MujocoBlindGrasping(VecEnvApi):
         self._sens_t = torch.from_numpy(self._sens)
         self.stepper_kind = choose(stepper, num_envs, cfg.num_threads)
         kind = RolloutStepper if self.stepper_kind == "rollout" else PoolStepper
-        self.stepper = kind(self.models, self.datas, self.substeps, cfg.num_threads, self._qpos, self._qvel, self._sens)
+        self.stepper = kind(
+            self.models, self.datas, self.substeps, cfg.num_threads, self._qpos, self._qvel, self._sens
+        )
         self.view = MujocoView(self.models[0], self.datas[0], cfg, self.core.dt, refresh=self._sync_env0)
         self._tile_view: Optional[MujocoView] = None  # envs other than 0 (see render_env)
         self._tile_index = 0
@@ -96,8 +99,8 @@ class MujocoBlindGrasping(VecEnvApi):
         fast = self.fast
         if fast is not None:
             if isinstance(actions, torch.Tensor):
-                actions = actions.detach()
-                actions = (actions if actions.device.type == "cpu" else actions.cpu()).numpy()
+                plain = actions.is_cpu and not actions.requires_grad
+                actions = actions.numpy() if plain else actions.detach().cpu().numpy()
             if not (isinstance(actions, np.ndarray) and actions.dtype == np.float32 and actions.ndim == 2):
                 actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
             return self._step_fast(fast, actions)
@@ -208,7 +211,9 @@ class MujocoBlindGrasping(VecEnvApi):
         half = sample.box_half.numpy().astype(np.float64)
         mass = sample.box_mass.numpy().astype(np.float64)
         sq = (2.0 * half) ** 2
-        inertia = (mass / 12.0)[:, None] * np.stack((sq[:, 1] + sq[:, 2], sq[:, 0] + sq[:, 2], sq[:, 0] + sq[:, 1]), -1)
+        inertia = (mass / 12.0)[:, None] * np.stack(
+            (sq[:, 1] + sq[:, 2], sq[:, 0] + sq[:, 2], sq[:, 0] + sq[:, 1]), -1
+        )
         rbound = np.sqrt(np.add.reduce(half * half, axis=-1)).tolist()
         xy = sample.box_xy.numpy().astype(np.float64).tolist()
         quat = sample.box_quat.numpy().astype(np.float64)

@@ -73,7 +73,14 @@ class ScalarTaskMath(NumpyTaskMath):
         """As ``NumpyTaskMath.evaluate`` (same outputs, same state updates)."""
         n = qpos.shape[0]
         nf = len(self._tips)
-        b, table, steps = self._b, self.table_z, self._steps
+        b, table, steps, reach, touched, wts = (
+            self._b,
+            self.table_z,
+            self._steps,
+            self._reach,
+            TOUCH_THRESHOLD,
+            self._weights,
+        )
         out = []  # per env: reward, done, timeout, success, n_contact, lift, terms
         for i in range(n):
             qp, s = qpos[i].tolist(), sens[i].tolist()
@@ -95,7 +102,7 @@ class ScalarTaskMath(NumpyTaskMath):
                 ez = abs(r02 * ax + r12 * ay + r22 * az) - hz
                 cx, cy, cz = max(ex, 0.0), max(ey, 0.0), max(ez, 0.0)
                 surface = math.sqrt(cx * cx + cy * cy + cz * cz) + min(max(ex, ey, ez), 0.0)
-                if surface < self._reach and s[it] > TOUCH_THRESHOLD:
+                if surface < reach and s[it] > touched:
                     n_contact += 1
             lift = pz - (table + hz)
             lifted = lift >= self._height and n_contact >= 1
@@ -114,11 +121,12 @@ class ScalarTaskMath(NumpyTaskMath):
                 float(success),
                 float(steps - progress) if success else 0.0,
                 float(failure),
-                sum(a * a for a in act),
+                sum([a * a for a in act]),
             )
-            w = self._weights
-            reward = (w[0] * terms[0] + w[1] * terms[1] + w[2] * terms[2] + w[3] * terms[3] + w[4] * terms[4]
-                      + w[5] * terms[5] + w[6] * terms[6] + w[7] * terms[7])  # fmt: skip
+            reward = (
+                wts[0] * terms[0] + wts[1] * terms[1] + wts[2] * terms[2] + wts[3] * terms[3]
+                + wts[4] * terms[4] + wts[5] * terms[5] + wts[6] * terms[6] + wts[7] * terms[7]
+            )  # fmt: skip
             done = success or failure or timeout
             if unstable is not None and unstable[i]:
                 done, reward = True, 0.0

@@ -1,4 +1,4 @@
-"""The MuJoCo backend stepped by mujoco.rollout gives what per-world stepping gives, within a stated tolerance.
+"""The MuJoCo backend stepped by mujoco.rollout gives what per-world stepping gives, within a tolerance.
 
 Why: from ROLLOUT_MIN_ENVS worlds the backend steps with ``mujoco.rollout`` (no Python per world), which
 restarts each world from its full-physics state with an estimated solver warm start, so trajectories
