@@ -116,16 +116,18 @@ class RolloutStepper(PoolStepper):
 
     def step(self, targets: np.ndarray) -> None:
         self.control[:] = targets[:, None, :]
+        v, nv = 1 + self.nq, self.nv
         t0 = self.state[:, 0].copy()
+        before = self.state[:, v : v + nv].copy() if self.substeps == 1 else None
         self.roll.rollout(self.models, self.thread_datas, self.state, self.control, nstep=self.substeps,
                           initial_warmstart=self.warm, state=self.out_state, sensordata=self.out_sens,
                           skip_checks=True)  # fmt: skip
         last = self.out_state[:, -1]
         self.state[:] = last
-        v = 1 + self.nq
-        if self.substeps > 1:
-            np.subtract(last[:, v : v + self.nv], self.out_state[:, -2, v : v + self.nv], out=self.warm)
-            self.warm /= self.dt
+        # warm start of the next step ~ the last substep's acceleration: its velocity change over dt
+        previous = self.out_state[:, -2, v : v + nv] if before is None else before
+        np.subtract(last[:, v : v + nv], previous, out=self.warm)
+        self.warm /= self.dt
         # rollout stops a world at its first warning (BADQACC resets it to qpos0 and time 0, then one
         # substep): its clock then lags; end its episode, as the pool does after BADQACC. (Missed only
         # with 1 substep and a divergence on a world's very first step, where the clock reads dt anyway.)
@@ -134,7 +136,7 @@ class RolloutStepper(PoolStepper):
             self.unstable |= bad
             self.any_unstable = True
         self.qpos[:] = last[:, 1:v]
-        self.qvel[:] = last[:, v : v + self.nv]
+        self.qvel[:] = last[:, v : v + nv]
         self.sens[:] = self.out_sens[:, -1]
 
     def world_reset(self, i: int) -> None:
