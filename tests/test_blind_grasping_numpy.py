@@ -33,11 +33,15 @@ def _close(a, b, what):
         assert torch.equal(a, b), (what, a, b)
 
 
-# 1, 2: per-env Python floats (task_scalar); 3, 10: NumPy, both ways of computing the box frame
-@pytest.mark.parametrize("n", [1, SCALAR_ENVS, 3, FEW_ENVS + 2])
-def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n):
+# 1, 2: per-env Python floats (task_scalar); 3, 10: NumPy, both ways of computing the box frame;
+# the worlds stepped per world (pool) or, as from ROLLOUT_MIN_ENVS, by mujoco.rollout
+@pytest.mark.parametrize(
+    "n, stepper", [(1, "pool"), (SCALAR_ENVS, "pool"), (3, "pool"), (FEW_ENVS + 2, "pool"), (FEW_ENVS + 2, "rollout")]
+)
+def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n, stepper):
     cfg = BlindGraspingConfig.from_kwargs({"seed": 7, "episode_length_s": 2.0, "success_hold_s": 0.5})
-    fast, ref = MujocoBlindGrasping(n, cfg), MujocoBlindGrasping(n, cfg, fast_math=False)
+    fast = MujocoBlindGrasping(n, cfg, stepper=stepper)
+    ref = MujocoBlindGrasping(n, cfg, fast_math=False, stepper=stepper)
     assert ref.fast is None and type(fast.fast) is (ScalarTaskMath if n <= SCALAR_ENVS else NumpyTaskMath)
     g = torch.Generator().manual_seed(3)
     successes = resets = 0
