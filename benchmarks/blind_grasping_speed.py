@@ -1,14 +1,17 @@
 """BlindGrasping MuJoCo backend speed: env steps/s vs raw MuJoCo, at 1 env and at N envs, 3 runs.
 
 Usage: PYTHONPATH=$PWD python benchmarks/blind_grasping_speed.py [--envs 1,64] [--threads 1] [--runs 3]
-       [--seconds 4] [--render]   (defaults: ~1 min on 2 cores; --envs 1,1024 --threads 16: < 2 min)
+       [--seconds 4] [--stepper auto|pool|rollout|pool,rollout] [--render]
+       (defaults: ~1 min on 2 cores; --envs 1,64,1024 --threads 16 --stepper pool,rollout: ~5 min)
 
 Each env is driven with the scripted grasp (descend, close, lift, hold), so contacts are as in real
 episodes, and compared with the same worlds stepped by MuJoCo alone under the same controls:
 - 1 env: one world in a bare loop, ``mj_step(m, d, nstep=substeps)``; target env steps/s >= 0.6x
   (raw mj_step/s / substeps).
 - N envs: MuJoCo's own batched stepping, ``mujoco.rollout.Rollout(nthread=T)`` over N model copies
-  (C threads, no Python per world); target >= 0.6x. The env uses its thread pool (``num_threads=T``).
+  (C threads, no Python per world); target >= 0.6x. The env steps its worlds with ``--stepper``
+  (isaacgym_tasks.mujoco_stepper: ``pool``, per-world mj_step on T Python threads; ``rollout``,
+  mujoco.rollout on T C threads; ``auto``, the env's own choice by size); several compare them.
 Raw A, the env and raw B take turns episode by episode (see ``paired``): each figure is a median of
 per-round ratios, printed beside its A/A (raw A / raw B) and the load average before/after the run.
 Writes benchmarks/results/blind_grasping_speed.json.
@@ -32,6 +35,8 @@ from common import print_table, write_result  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
 from isaacgym_tasks.asset import ASSET_PATH, HAND_OPEN_POSE  # noqa: E402
+from isaacgym_tasks.mujoco_backend import MujocoBlindGrasping  # noqa: E402
+from isaacgym_tasks.mujoco_stepper import STEPPERS  # noqa: E402
 from isaacgym_tasks.scripted import EPISODE, grasp_action  # noqa: E402
 
 
@@ -94,7 +99,9 @@ class RawWorlds:
             self.pool.close()
 
 
-def paired(num_envs: int, threads: int, substeps: int, seconds: float) -> Dict[str, Any]:
+def paired(
+    num_envs: int, threads: int, substeps: int, seconds: float, stepper: str = "auto"
+) -> Dict[str, Any]:
     """Episodes in turn: raw A, the env, raw B (order alternating), until ``seconds`` (>= 5 rounds).
 
     Per round: env/raw = raw A's time / the env's time for the same episode (both step num_envs worlds
@@ -104,10 +111,11 @@ def paired(num_envs: int, threads: int, substeps: int, seconds: float) -> Dict[s
     raw_a, raw_b = RawWorlds(num_envs, threads, substeps), RawWorlds(num_envs, threads, substeps)
     # Episodes end only at the timeout (success needs 100 s of holding), so every world follows
     # the same 60-step grasp as the raw worlds, resets included.
-    env = isaacgym_tasks.make_env(
-        num_envs, sim="mujoco", seed=0, episode_length_s=EPISODE * 0.05, success_hold_s=100.0,
-        num_threads=threads,
-    )  # fmt: skip
+    cfg = isaacgym_tasks.BlindGraspingConfig.from_kwargs(
+        {"sim": "mujoco", "seed": 0, "episode_length_s": EPISODE * 0.05, "success_hold_s": 100.0,
+         "num_threads": threads}  # fmt: skip
+    )
+    env = MujocoBlindGrasping(num_envs, cfg, stepper=stepper)
     actions = [grasp_action(k, num_envs) for k in range(EPISODE)]
 
     def env_episode() -> float:
@@ -131,6 +139,7 @@ def paired(num_envs: int, threads: int, substeps: int, seconds: float) -> Dict[s
     return {
         "num_envs": num_envs,
         "threads": threads,
+        "stepper": env.stepper_kind,
         "reference": "mj_step loop" if num_envs == 1 else "mujoco.rollout",
         "rounds": len(rounds),
         "ratio": statistics.median(r["a"] / r["env"] for r in rounds),
@@ -162,6 +171,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="threads for N > 1 envs (default 1)")
     parser.add_argument("--runs", type=int, default=3, help="consecutive runs (default 3)")
     parser.add_argument("--seconds", type=float, default=4.0, help="measuring time per figure (default 4)")
+    parser.add_argument("--stepper", default="auto",
+                        help="comma-separated env steppers to measure: auto, pool, rollout (default auto)")  # fmt: skip
     parser.add_argument("--render", action="store_true", help="also time a 640x480 render")
     args = parser.parse_args()
     try:
@@ -175,6 +186,10 @@ def main() -> None:
         if getattr(args, name) < 1:
             print("--%s=%r: must be >= 1" % (name, getattr(args, name)), file=sys.stderr)
             sys.exit(2)
+    steppers = args.stepper.split(",")
+    if not steppers or any(s not in STEPPERS for s in steppers):
+        print("--stepper=%r: a comma-separated list of %s" % (args.stepper, ", ".join(STEPPERS)), file=sys.stderr)
+        sys.exit(2)
     if not args.seconds > 0:
         print("--seconds=%r: must be > 0" % args.seconds, file=sys.stderr)
         sys.exit(2)
@@ -183,22 +198,27 @@ def main() -> None:
     runs, rows = [], []
     for run in range(1, args.runs + 1):
         load0 = os.getloadavg()
-        figures = [paired(n, args.threads if n > 1 else 1, substeps, args.seconds) for n in envs]
+        figures = [paired(n, args.threads if n > 1 else 1, substeps, args.seconds, s)
+                   for n in envs for s in (steppers if n > 1 else steppers[:1])]  # fmt: skip
         load1 = os.getloadavg()
         runs.append({"rows": figures, "loadavg_before": load0, "loadavg_after": load1})
         for f in figures:
-            rows.append((run, f["num_envs"], f["threads"], "%.0f" % f["env_steps_per_s"],
+            rows.append((run, f["num_envs"], f["threads"], f["stepper"], "%.0f" % f["env_steps_per_s"],
                          "%.1f" % (f["env_steps_per_s"] * substeps / 1e3),
                          "%.1f (%s)" % (f["raw_physics_steps_per_s"] / 1e3, f["reference"]),
                          "%.2fx" % f["ratio"], "%.3fx" % f["aa"], f["rounds"],
                          "%.2f -> %.2f" % (load0[0], load1[0])))  # fmt: skip
         print("run %d done" % run, flush=True)
     print("cores: %d; substeps per env step: %d; torch threads: 1" % (os.cpu_count() or 0, substeps))
-    print_table(rows, ("run", "envs", "threads", "env steps/s", "env k physics/s", "raw k physics/s",
+    print_table(rows, ("run", "envs", "threads", "stepper", "env steps/s", "env k physics/s", "raw k physics/s",
                        "env/raw", "A/A raw", "rounds", "load avg"))  # fmt: skip
-    met = {str(n): all(f["ratio"] >= 0.6 for r in runs for f in r["rows"] if f["num_envs"] == n) for n in envs}
-    print("target env/raw >= 0.6x in every run: " + ", ".join("%s envs %s" % (n, "met" if ok else "NOT met")
-                                                            for n, ok in met.items()))  # fmt: skip
+    keys = sorted({(f["num_envs"], f["stepper"]) for r in runs for f in r["rows"]})
+    met = {
+        "%d %s" % k: all(f["ratio"] >= 0.6 for r in runs for f in r["rows"] if (f["num_envs"], f["stepper"]) == k)
+        for k in keys
+    }
+    verdicts = ("%s envs (%s) %s" % (*k.split(), "met" if ok else "NOT met") for k, ok in met.items())
+    print("target env/raw >= 0.6x in every run: " + ", ".join(verdicts))
     data = {"substeps": substeps, "args": vars(args), "cores": os.cpu_count(), "runs": runs, "targets_met": met}
     if args.render:
         data["render_ms_640x480"] = ms = render_ms()

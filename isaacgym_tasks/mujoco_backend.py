@@ -2,16 +2,17 @@
 
 Each world has its own ``MjModel`` copy because box size and mass are model
 parameters in MuJoCo and are randomised per env at every reset; the copies
-share nothing mutable, so stepping them is a plain loop of ``mj_step(nstep=K)``
-calls whose Python overhead is small next to K physics steps. All task math
-lives in :mod:`isaacgym_tasks.task_core`; per step it runs through its NumPy
-mirror (:mod:`isaacgym_tasks.task_numpy`): with one env, ~150 small torch ops
+share nothing mutable. How the worlds are stepped (a Python thread pool of
+``mj_step(nstep=K)`` calls, or ``mujoco.rollout`` from many worlds up) lives in
+:mod:`isaacgym_tasks.mujoco_stepper`. All task math lives in
+:mod:`isaacgym_tasks.task_core`; per step it runs through its NumPy mirror
+(:mod:`isaacgym_tasks.task_numpy`), or for one or two envs through plain Python
+floats (:mod:`isaacgym_tasks.task_scalar`): with one env, ~150 small torch ops
 cost 3x the physics (measured: 0.24x the raw mj_step rate).
 """
 
 import copy
 import dataclasses
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import gymnasium
@@ -22,13 +23,13 @@ import torch
 from .asset import ASSET_PATH, HAND_JOINTS, read_asset_info
 from .config import BlindGraspingConfig, resolve_device
 from .mjcf_layout import MjLayout
+from .mujoco_stepper import PoolStepper, RolloutStepper, choose
 from .mujoco_view import MujocoView
 from .task_core import SimState, TaskCore
-from .task_math import box_inertia
 from .task_numpy import NumpyTaskMath, infos_to_torch
+from .task_scalar import SCALAR_ENVS, ScalarTaskMath
 from .vecenv_api import VecEnvApi
 
-_BADQACC = int(mujoco.mjtWarning.mjWARN_BADQACC)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 
@@ -40,9 +41,16 @@ class MujocoBlindGrasping(VecEnvApi):
     """
 
     def __init__(
-        self, num_envs: int, cfg: BlindGraspingConfig, asset_path: str = ASSET_PATH, fast_math: bool = True
+        self,
+        num_envs: int,
+        cfg: BlindGraspingConfig,
+        asset_path: str = ASSET_PATH,
+        fast_math: bool = True,
+        stepper: str = "auto",
     ) -> None:
-        """``fast_math=False``: per-step math in torch (TaskCore) instead of its NumPy mirror (tests compare)."""
+        """``fast_math=False``: per-step math in torch (TaskCore) instead of its NumPy mirror (tests compare).
+        ``stepper``: ``pool`` (per-world mj_step), ``rollout`` (mujoco.rollout) or ``auto`` (by size, see
+        mujoco_stepper)."""
         if num_envs < 1:
             raise ValueError("num_envs={!r} must be >= 1".format(num_envs))
         self.cfg = cfg
@@ -55,7 +63,10 @@ class MujocoBlindGrasping(VecEnvApi):
         rl_device = resolve_device(cfg.rl_device, "rl_device")
         self.core = TaskCore(cfg, info, num_envs, base.opt.timestep * self.substeps, "cpu", rl_device)
         self.layout = MjLayout(base)
-        self.fast: Optional[NumpyTaskMath] = NumpyTaskMath(self.core, self.layout) if fast_math else None
+        self.fast: Optional[NumpyTaskMath] = None
+        if fast_math:
+            kind = ScalarTaskMath if num_envs <= SCALAR_ENVS else NumpyTaskMath
+            self.fast = kind(self.core, self.layout)
         # float32 staging buffers shared with torch (from_numpy), filled world by world
         self._qpos = np.zeros((num_envs, base.nq), dtype=np.float32)
         self._qvel = np.zeros((num_envs, base.nv), dtype=np.float32)
@@ -63,15 +74,12 @@ class MujocoBlindGrasping(VecEnvApi):
         self._qpos_t = torch.from_numpy(self._qpos)
         self._qvel_t = torch.from_numpy(self._qvel)
         self._sens_t = torch.from_numpy(self._sens)
-        self._unstable = np.zeros(num_envs, dtype=bool)
-        self._pool: Optional[ThreadPoolExecutor] = None
-        self._blocks: List[range] = []
-        if cfg.num_threads > 1 and num_envs > 1:
-            workers = min(cfg.num_threads, num_envs)
-            self._pool = ThreadPoolExecutor(workers)
-            bounds = np.linspace(0, num_envs, workers + 1).astype(int)
-            self._blocks = [range(bounds[k], bounds[k + 1]) for k in range(workers)]
-        self.view = MujocoView(self.models[0], self.datas[0], cfg, self.core.dt)
+        self.stepper_kind = choose(stepper, num_envs, cfg.num_threads)
+        kind = RolloutStepper if self.stepper_kind == "rollout" else PoolStepper
+        self.stepper = kind(
+            self.models, self.datas, self.substeps, cfg.num_threads, self._qpos, self._qvel, self._sens
+        )
+        self.view = MujocoView(self.models[0], self.datas[0], cfg, self.core.dt, refresh=self._sync_env0)
         self._tile_view: Optional[MujocoView] = None  # envs other than 0 (see render_env)
         self._tile_index = 0
         num_joints = len(HAND_JOINTS)
@@ -88,18 +96,18 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def step(self, actions: ActionLike) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         """Apply actions for ``control_substeps`` physics steps; auto-reset finished envs."""
-        if self.fast is not None:
+        fast = self.fast
+        if fast is not None:
             if isinstance(actions, torch.Tensor):
-                actions = actions.detach().cpu().numpy()
-            return self._step_fast(self.fast, np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1))
+                plain = actions.is_cpu and not actions.requires_grad
+                actions = actions.numpy() if plain else actions.detach().cpu().numpy()
+            if not (isinstance(actions, np.ndarray) and actions.dtype == np.float32 and actions.ndim == 2):
+                actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+            return self._step_fast(fast, actions)
         act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         targets = self.core.apply_actions(act).numpy().astype(np.float64)
-        self._step_all(targets)
-        unstable = None
-        if self._unstable.any():
-            unstable = torch.from_numpy(self._unstable.copy())
-            self._unstable[:] = False
-        res = self.core.evaluate(self._state(), unstable)
+        unstable = self._step_worlds(targets)
+        res = self.core.evaluate(self._state(), None if unstable is None else torch.from_numpy(unstable))
         obs = res.obs
         reset_ids = res.reset_ids
         if reset_ids.numel() > 0:
@@ -111,14 +119,9 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def _step_fast(self, fast: NumpyTaskMath, act: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
         """``step`` with the task math in NumPy (same results as TaskCore's, see task_numpy)."""
-        targets = fast.apply_actions(act)
-        self._step_all(targets)
-        unstable = None
-        if self._unstable.any():
-            unstable = self._unstable.copy()
-            self._unstable[:] = False
+        unstable = self._step_worlds(fast.apply_actions(act))
         obs, reward, done, infos = fast.evaluate(self._qpos, self._qvel, self._sens, unstable)
-        reset_ids = np.flatnonzero(done)
+        reset_ids = done.nonzero()[0]
         if reset_ids.size:
             self._reset_envs(torch.from_numpy(reset_ids))
             obs = fast.observe(self._qpos, self._qvel, self._sens)
@@ -130,26 +133,16 @@ class MujocoBlindGrasping(VecEnvApi):
             out = tuple(t.to(rl) for t in out)
         return out + (infos_to_torch(infos, rl),)  # type: ignore[return-value]
 
-    def _step_all(self, targets: np.ndarray) -> None:
-        """Step every world; with a pool, one task per thread over a contiguous block of worlds (one
-        task per world cost more Python, under the GIL, than a world's physics at 1024 envs)."""
-        if self._pool is not None:
-            list(self._pool.map(lambda block: self._step_block(block, targets), self._blocks))
-        else:
-            self._step_block(range(self.num_envs), targets)
-
-    def _step_block(self, worlds: range, targets: np.ndarray) -> None:
-        step, models, datas, n = mujoco.mj_step, self.models, self.datas, self.substeps
-        for i in worlds:
-            d = datas[i]
-            d.ctrl[:] = targets[i]
-            step(models[i], d, n)
-            if d.warning[_BADQACC].number > 0:
-                # MuJoCo already reset this world's state; end the episode so the task resets it properly.
-                self._unstable[i] = True
-            self._qpos[i] = d.qpos
-            self._qvel[i] = d.qvel
-            self._sens[i] = d.sensordata
+    def _step_worlds(self, targets: np.ndarray) -> Optional[np.ndarray]:
+        """Step every world; return the mask of worlds whose physics diverged (None if none)."""
+        st = self.stepper
+        st.step(targets)
+        if not st.any_unstable:
+            return None
+        unstable = st.unstable.copy()
+        st.unstable[:] = False
+        st.any_unstable = False
+        return unstable
 
     def render(self, mode: str = "rgb_array") -> np.ndarray:
         """RGB uint8 [H, W, 3] of env 0 from the 'front' camera, rendered offscreen."""
@@ -157,6 +150,7 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def render_state(self) -> Any:
         """Env 0's state, copied (microseconds): frames of it are drawn off the player thread."""
+        self._sync_env0()
         return self.view.render_state()
 
     def make_frame_renderer(self) -> Any:
@@ -181,6 +175,7 @@ class MujocoBlindGrasping(VecEnvApi):
     def _mirror_tile(self) -> None:
         view = self._tile_view
         assert view is not None
+        self.stepper.sync(self._tile_index)
         src_m, src_d, m, d = self.models[self._tile_index], self.datas[self._tile_index], view.model, view.data
         g, b = self.layout.box_geom, self.layout.box_body
         m.geom_size[g], m.geom_rbound[g], m.geom_aabb[g] = src_m.geom_size[g], src_m.geom_rbound[g], src_m.geom_aabb[g]
@@ -192,16 +187,15 @@ class MujocoBlindGrasping(VecEnvApi):
         self.view.close()
         if self._tile_view is not None:
             self._tile_view.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        self.stepper.close()
 
     # -- internals ------------------------------------------------------------------
     def _gather(self, i: int) -> None:
-        d = self.datas[i]
-        self._qpos[i] = d.qpos
-        self._qvel[i] = d.qvel
-        self._sens[i] = d.sensordata
+        """World ``i``'s MjData changed here (reset, tests): take its readings and state."""
+        self.stepper.world_reset(i)
+
+    def _sync_env0(self) -> None:
+        self.stepper.sync(0)
 
     def _state(self) -> SimState:
         """Batch readings as torch tensors (sensor positions lag one physics substep, 5 ms).
@@ -213,27 +207,33 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def _reset_envs(self, env_ids: torch.Tensor) -> None:
         sample, q0 = self.core.sample_resets(env_ids)
-        half = sample.box_half.double().numpy()
-        mass = sample.box_mass.double().numpy()
-        inertia = box_inertia(sample.box_mass.double(), sample.box_half.double()).numpy()
-        xy = sample.box_xy.double().numpy()
-        quat = sample.box_quat.double().numpy()
-        q0n = q0.double().numpy()
+        # float64 NumPy from here (float32 -> float64 is exact; box_inertia's formula, same operations)
+        half = sample.box_half.numpy().astype(np.float64)
+        mass = sample.box_mass.numpy().astype(np.float64)
+        sq = (2.0 * half) ** 2
+        inertia = (mass / 12.0)[:, None] * np.stack(
+            (sq[:, 1] + sq[:, 2], sq[:, 0] + sq[:, 2], sq[:, 0] + sq[:, 1]), -1
+        )
+        rbound = np.sqrt(np.add.reduce(half * half, axis=-1)).tolist()
+        xy = sample.box_xy.numpy().astype(np.float64).tolist()
+        quat = sample.box_quat.numpy().astype(np.float64)
+        q0n = q0.numpy().astype(np.float64)
         top = self.core.info.table_top_z
         lay = self.layout
-        g, bb, bq = lay.box_geom, lay.box_body, lay.box_qadr
+        g, bb, bq, hq = lay.box_geom, lay.box_body, lay.box_qadr, lay.hand_qadr
         for k, env in enumerate(env_ids.tolist()):
             m, d = self.models[env], self.datas[env]
             m.geom_size[g] = half[k]
-            m.geom_rbound[g] = float(np.linalg.norm(half[k]))
+            m.geom_rbound[g] = rbound[k]
             m.geom_aabb[g, 3:] = half[k]
             m.body_mass[bb] = mass[k]
             m.body_inertia[bb] = inertia[k]
             mujoco.mj_setConst(m, d)  # refresh invweight0 etc., which the contact solver scales by
             mujoco.mj_resetData(m, d)
-            d.qpos[bq : bq + 3] = (xy[k, 0], xy[k, 1], top + half[k, 2] + 0.001)
-            d.qpos[bq + 3 : bq + 7] = quat[k]
-            d.qpos[lay.hand_qadr] = q0n[k]
+            qpos = d.qpos
+            qpos[bq : bq + 3] = (xy[k][0], xy[k][1], top + half[k, 2] + 0.001)
+            qpos[bq + 3 : bq + 7] = quat[k]
+            qpos[hq] = q0n[k]
             d.ctrl[:] = q0n[k]
             mujoco.mj_forward(m, d)
             self._gather(env)

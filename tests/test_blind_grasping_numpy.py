@@ -1,7 +1,7 @@
 """The MuJoCo backend's NumPy task math gives what TaskCore's torch math gives, step for step.
 
 Why: the torch code (task_math, TaskCore) is what the GPU backends run and cannot be tested here; the
-MuJoCo backend steps with a NumPy mirror of it for speed (task_numpy). Both run the same real episodes
+MuJoCo backend steps with a NumPy mirror of it for speed (task_numpy). Both (and the per-env scalar variant, task_scalar) run the same real episodes
 (scripted grasps that lift and succeed, random actions, resets, several worlds) and must agree.
 """
 
@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from isaacgym_tasks import BlindGraspingConfig  # noqa: E402
 from isaacgym_tasks.mujoco_backend import MujocoBlindGrasping  # noqa: E402
 from isaacgym_tasks.scripted import grasp_action  # noqa: E402
-from isaacgym_tasks.task_numpy import FEW_ENVS  # noqa: E402
+from isaacgym_tasks.task_numpy import FEW_ENVS, NumpyTaskMath  # noqa: E402
+from isaacgym_tasks.task_scalar import SCALAR_ENVS, ScalarTaskMath  # noqa: E402
 
 
 def _close(a, b, what):
@@ -32,12 +33,17 @@ def _close(a, b, what):
         assert torch.equal(a, b), (what, a, b)
 
 
-@pytest.mark.parametrize("n", [3, FEW_ENVS + 2])  # both ways of computing the box frame
+# 1, 2: per-env Python floats (task_scalar); 3, 10: NumPy, both ways of computing the box frame;
+# the worlds stepped per world (pool) or, as from ROLLOUT_MIN_ENVS, by mujoco.rollout
+@pytest.mark.parametrize(
+    "n, stepper", [(1, "pool"), (SCALAR_ENVS, "pool"), (3, "pool"), (FEW_ENVS + 2, "pool"), (FEW_ENVS + 2, "rollout")]
+)
 @pytest.mark.integration
-def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n):
+def test_numpy_task_math_matches_torch_task_math_over_real_episodes(n, stepper):
     cfg = BlindGraspingConfig.from_kwargs({"seed": 7, "episode_length_s": 2.0, "success_hold_s": 0.5})
-    fast, ref = MujocoBlindGrasping(n, cfg), MujocoBlindGrasping(n, cfg, fast_math=False)
-    assert fast.fast is not None and ref.fast is None
+    fast = MujocoBlindGrasping(n, cfg, stepper=stepper)
+    ref = MujocoBlindGrasping(n, cfg, fast_math=False, stepper=stepper)
+    assert ref.fast is None and type(fast.fast) is (ScalarTaskMath if n <= SCALAR_ENVS else NumpyTaskMath)
     g = torch.Generator().manual_seed(3)
     successes = resets = 0
     try:
