@@ -20,6 +20,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from rlg_hotreload.reload.gpu_copy import settle, to_device_aside
+
 ALIGN = 64
 NO_SPACE_ERRNOS = {errno.ENOSPC, errno.ENOMEM, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 PREFIX = "rlg-hotreload-"
@@ -133,8 +135,9 @@ def map_blob(
         if devices[key].type == "cpu":
             t.sum()  # fault the pages in here, not in the player's first forward pass (measured: +45 ms)
         else:
-            t = t.to(devices[key])
+            t = to_device_aside(t, devices[key])
         state[key] = t
+    settle(devices[key] for key, *_ in reply["tensors"])
     env_off, env_len = reply["env"]
     env = bytes(mm[env_off : env_off + env_len]) if env_len and mm is not None else None
     if maps is not None and mm is not None:

@@ -1,0 +1,31 @@
+"""Checkpoint copies to a GPU on a side stream (``reload/gpu_copy.py``): the values arrive whole, chunk
+boundaries included, and the player's stream can read them right after ``settle``. ``gpu`` marker."""
+
+import pytest
+import torch
+
+from rlg_hotreload.reload import gpu_copy
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+@pytest.mark.parametrize(
+    "numel", [0, 1, gpu_copy.CHUNK_BYTES // 4 * 3 + 17]
+)  # empty, tiny, 3 chunks + a tail
+def test_a_tensor_copied_aside_equals_its_source_after_settle(numel):
+    src = (
+        torch.randn(numel, generator=torch.Generator().manual_seed(numel)).reshape(-1, 1)
+        if numel
+        else torch.empty(0)
+    )
+    dst = gpu_copy.to_device_aside(src, torch.device("cuda:0"))
+    gpu_copy.settle([dst.device])
+    assert dst.device.type == "cuda" and dst.shape == src.shape and dst.dtype == src.dtype
+    assert torch.equal(dst.cpu(), src)
+    assert torch.equal((dst * 2).cpu(), src * 2)  # usable on the current stream
+
+
+def test_the_side_stream_is_not_the_players_stream():
+    dev = torch.device("cuda:0")
+    assert gpu_copy.side_stream(dev) != torch.cuda.current_stream(dev)
+    assert gpu_copy.side_stream(dev) is gpu_copy.side_stream(torch.device("cuda"))
