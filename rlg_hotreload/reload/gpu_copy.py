@@ -4,8 +4,8 @@ Why: the watcher thread copied the mapped blob with ``tensor.to("cuda:0")`` on t
 stream, the same stream as the player's forward passes, so a step issued during the copy of a 50 MB
 checkpoint waited for all of it (a 4-5 ms step against a 0.85 ms median on an H100 with Pendulum on
 the CPU: a 5-6x stall). Here each copy goes to a side stream (PyTorch's pool streams do not
-synchronise with the default stream) in chunks of a few MB, so a step's own small copies and kernels
-interleave with it; the watcher thread then waits for the side stream before the checkpoint is handed
+synchronise with the default stream), from pinned memory, in chunks of a few MB, so a step's own small
+copies and kernels interleave with it; the watcher thread then waits for the side stream before the checkpoint is handed
 over (:func:`settle`), so the player never reads a half-copied tensor.
 
 Memory: the destination is allocated on the device's current stream, as ``.to()`` did, and the side
@@ -32,17 +32,25 @@ def side_stream(device: torch.device) -> "torch.cuda.Stream":
 
 
 def to_device_aside(src: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Copy a host tensor to ``device`` on the side stream; call :func:`settle` before using the result."""
+    """Copy a host tensor to ``device`` on the side stream; call :func:`settle` before using the result.
+
+    The bytes go through a pinned (page-locked) buffer from PyTorch's caching host allocator: the CPU
+    copy into it runs on this thread without the CUDA driver, and the DMA from it is asynchronous. A copy
+    from pageable memory would go through the driver's staging buffer, which the player's own small
+    per-step copies (observations in, actions out) share and would wait behind.
+    """
     dst = torch.empty(src.shape, dtype=src.dtype, device=device)
     if src.numel() == 0:
         return dst
+    pinned = torch.empty(src.shape, dtype=src.dtype, pin_memory=True)
+    pinned.copy_(src)
     stream = side_stream(dst.device)
     stream.wait_stream(torch.cuda.current_stream(dst.device))
-    flat_src, flat_dst = src.reshape(-1), dst.view(-1)
+    flat_src, flat_dst = pinned.view(-1), dst.view(-1)
     step = max(1, CHUNK_BYTES // max(1, src.element_size()))
     with torch.cuda.stream(stream):
         for start in range(0, flat_src.numel(), step):
-            flat_dst[start : start + step].copy_(flat_src[start : start + step])
+            flat_dst[start : start + step].copy_(flat_src[start : start + step], non_blocking=True)
     return dst
 
 
