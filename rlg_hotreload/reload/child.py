@@ -22,26 +22,12 @@ whose ``phases`` are ``time.monotonic()`` stamps (system-wide on Linux, so compa
 """
 
 import json
-import os
 import signal
 import sys
 import time
 from typing import Any, Dict, Optional, Tuple
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: Optional[int]) -> None:
-    """Linux: SIGKILL this process when the parent (thread) goes; exit now if it is gone already."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # no prctl: stdin EOF still ends the child when the parent dies
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(0)
+from rlg_hotreload.childproc import die_with_parent, step_aside
 
 
 def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[int], Dict[str, Any]]:
@@ -85,12 +71,13 @@ def serve(parent_pid: Optional[int] = None) -> None:
     from rlg_hotreload.reload.warm import warm_up
 
     torch.set_num_threads(1)
-    if hasattr(os, "nice"):
-        os.nice(10)  # background work: on a busy machine the player's (OpenMP) threads go first
+    step_aside(10)  # background work: on a busy machine the player's threads go first
     spec = json.loads(sys.stdin.readline() or "null")
     if not spec:
         return
-    ref = {k: torch.empty(s, dtype=dtype_from_name(d), device="meta") for k, (d, s) in spec["tensors"].items()}
+    ref = {
+        k: torch.empty(s, dtype=dtype_from_name(d), device="meta") for k, (d, s) in spec["tensors"].items()
+    }
     max_bytes = int(spec["max_bytes"])
     try:
         warm = warm_up(_answer, ref, max_bytes)

@@ -18,32 +18,18 @@ Protocol (``multiprocessing.connection`` messages over a socketpair): first the 
 ``[seq, t_render, *state]``, answered ``b"F" + HEADER + part`` or ``b"E<one line>"``.
 """
 
-import os
 import pickle
 import signal
 import struct
 import sys
 import time
 from multiprocessing.connection import Connection
-from typing import Any, Optional
+from typing import Any
+
+from rlg_hotreload.childproc import die_with_parent, step_aside
 
 #: after b"F": width, height, offset of the JPEG in the part, its length, render ms, encode ms
 HEADER = struct.Struct("<IIIIff")
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: Optional[int]) -> None:
-    """Linux: SIGKILL this process when the parent (thread) goes; exit now if it is gone already.
-    (The same rule as the loader child's; not imported from it: that package imports torch.)"""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # no prctl: EOF on the socket still ends this process when the parent dies
-    if parent_pid is not None and os.getppid() != parent_pid:
-        os._exit(0)
 
 
 def one_line(e: BaseException) -> str:
@@ -96,8 +82,7 @@ def serve(conn: Connection) -> None:
 def main(argv: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(int(argv[1]))
-    if hasattr(os, "nice"):
-        os.nice(10)  # background work: on a busy machine the player's threads go first
+    step_aside(10)  # background work: on a busy machine the player's threads go first
     conn = Connection(int(argv[2]))
     try:
         serve(conn)
