@@ -34,7 +34,7 @@ def _close(a, b, what):
 
 
 # 1, 2: per-env Python floats (task_scalar); 3, 10: NumPy, both ways of computing the box frame;
-# the worlds stepped per world (pool) or, as from ROLLOUT_MIN_ENVS, by mujoco.rollout
+# the worlds stepped per world (pool, the default) or by mujoco.rollout (stepper='rollout')
 @pytest.mark.parametrize(
     "n, stepper", [(1, "pool"), (SCALAR_ENVS, "pool"), (3, "pool"), (FEW_ENVS + 2, "pool"), (FEW_ENVS + 2, "rollout")]
 )
