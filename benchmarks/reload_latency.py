@@ -33,6 +33,8 @@ from rlg_hotreload.reload import ProcessLoader
 
 
 def pct(xs, q):
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
 
@@ -125,6 +127,11 @@ def latency(reloads, swap_at, num_envs, interval=0.5, watch="poll", units=None, 
     player.run()
     t.join()
     lat = [probe.first_action[e] - complete[e] for e in complete if e in probe.first_action]
+    if len(lat) < len(complete):  # say what the watcher saw: a missed reload is a finding, not a crash
+        print("    %d of %d written checkpoints never played (watcher: %s; steps %d)"
+              % (len(complete) - len(lat), len(complete), player.watcher.health(), len(probe.step_times)),
+              flush=True)  # fmt: skip
+        lat += [float("inf")] * (len(complete) - len(lat))  # never played = infinitely late, in the p95 too
     if units is not None:
         traced = [dict(probe.phases.get(e, {}), written=complete[e], swap=probe.swapped_at.get(e),
                        first_action=probe.first_action[e]) for e in complete if e in probe.first_action]  # fmt: skip
@@ -277,16 +284,16 @@ def latency_matrix(reloads, runs, only=None):
                                                            pace)  # fmt: skip
             breakdown = phase_breakdown(traced)
             per_run.append({
-                "p50_s": pct(lat, 50), "p95_s": pct(lat, 95), "max_s": max(lat), "reloads": len(lat),
-                "written": written, "checkpoint_bytes": nbytes, "load_ms_median": statistics.median(load_ms),
+                "p50_s": pct(lat, 50), "p95_s": pct(lat, 95), "max_s": max(lat, default=float("nan")), "reloads": len(lat),
+                "written": written, "checkpoint_bytes": nbytes, "load_ms_median": statistics.median(load_ms or [float("nan")]),
                 "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "samples_s": [round(x, 4) for x in lat],
                 "phases_ms": breakdown,
             })  # fmt: skip
             print("    where it goes (median / p95 ms): %s" % ", ".join(
                 "%s %.1f/%.1f" % (k, v["p50"], v["p95"]) for k, v in breakdown.items()), flush=True)  # fmt: skip
             print("%-32s %s run %d: p50 %.1f ms, p95 %.1f ms, max %.1f ms (%d/%d, load %.1f ms; loadavg %.2f)"
-                  % (name, size, r + 1, pct(lat, 50) * 1e3, pct(lat, 95) * 1e3, max(lat) * 1e3, len(lat), written,
-                     statistics.median(load_ms), load_before[0]), flush=True)  # fmt: skip
+                  % (name, size, r + 1, pct(lat, 50) * 1e3, pct(lat, 95) * 1e3, max(lat, default=float("nan")) * 1e3,
+                     len(lat), written, statistics.median(load_ms or [float("nan")]), load_before[0]), flush=True)  # fmt: skip
         p50 = statistics.median(x["p50_s"] for x in per_run)
         p95s = [x["p95_s"] for x in per_run]
         target = 0.05 if watch == "events" else 0.7
@@ -326,7 +333,7 @@ def main():
         out[key] = {
             "p50_s": pct(lat, 50),
             "p95_s": pct(lat, 95),
-            "max_s": max(lat),
+            "max_s": max(lat, default=float("nan")),
             "reloads": len(lat),
             "written": written,
             "samples_s": [round(x, 4) for x in lat],
