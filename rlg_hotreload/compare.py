@@ -197,8 +197,9 @@ class ComparePlayer(HotReloadPlayer):
 
     def _play(self) -> bool:
         """The step loop. Returns True if it must wait for first checkpoints again (a rollback)."""
-        slots, cbs, dev = self.slots, self.callbacks, self.step_device()  # where env_step leaves r, done
+        slots, cbs = self.slots, self.callbacks
         obses = self.env_reset(self.env)
+        dev = self.step_device()  # where env_step leaves r, done; known once env_reset has seen the obs
         total = self.get_batch_size(obses, 1)
         n = slots[0].n
         if total != n * len(slots):

@@ -8,6 +8,7 @@ The scripted-grasp tests replace only the policy's output (``ComparePlayer.act``
 ``helpers/scripted_grasp`` does for the single player: env, watchers, loads and callbacks are real.
 """
 
+import importlib.util
 import io
 import json
 import threading
@@ -97,12 +98,14 @@ class StatusAtStop(PlayerCallback):
             self.error = repr(e)
 
 
+NO_WARP = any(importlib.util.find_spec(m) is None for m in ("warp", "mujoco_warp"))  # without importing them
 ON_CUDA = {"sim": "mjwarp", "sim_device": "cuda:0", "rl_device": "cuda:0"}
 
 
 @pytest.mark.parametrize("backend", [
     {},  # MuJoCo, CPU
-    pytest.param(ON_CUDA, marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]),
+    pytest.param(ON_CUDA, marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+                                 pytest.mark.skipif(NO_WARP, reason="needs warp and mujoco_warp")]),
 ])  # fmt: skip
 @pytest.mark.integration
 def test_two_fixed_checkpoints_play_side_by_side_from_the_same_starts(tmp_path, rlg_log, backend):
