@@ -1,4 +1,4 @@
-"""What every helper process of the player does first: die with its parent, and step aside.
+"""What every helper process of the player does first (die with its parent, step aside), and how its parent reaps it.
 
 Why one module: the checkpoint loader (:mod:`rlg_hotreload.reload.child`) and the frame process
 (:mod:`rlg_hotreload.stream.frameproc_child`) follow the same rules, and the frame process must not
@@ -16,6 +16,7 @@ that the nice value gives a process.
 
 import os
 import signal
+import subprocess
 import sys
 from typing import Optional
 
@@ -45,3 +46,24 @@ def step_aside(nice: int = 10) -> None:
             f.write(str(level))
     except OSError:
         pass  # no autogroup (disabled, not Linux, or not allowed): the process's nice is all there is
+
+
+def reap(proc: "subprocess.Popen[bytes]", timeout: float, kill: bool = False) -> None:
+    """Parent: wait for a helper process to end (after ``timeout`` s, or at once with ``kill``, SIGKILL it).
+
+    A process that even SIGKILL does not end within ``timeout`` (uninterruptible sleep) is left to the
+    OS, which reaps it when the parent exits: the parent never blocks on it for longer.
+    """
+    if kill and proc.poll() is None:
+        proc.kill()
+    try:
+        proc.wait(timeout)
+        return
+    except subprocess.TimeoutExpired:
+        if kill:
+            return
+    proc.kill()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        pass  # unkillable for now (D state); the OS reaps it when the parent exits

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any, Dict, List, Optional
 
+from rlg_hotreload.childproc import reap
 from rlg_hotreload.reload.blob import map_blob
 from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, LoadedCheckpoint, load_weights_only
 from rlg_hotreload.reload.loaders import Loader, LoaderUnavailable
@@ -199,12 +200,7 @@ class ProcessLoader(Loader):
         self._maps = []  # those still in use are unmapped with their last tensor
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.kill()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass  # unkillable for now (D state); the OS reaps it when the parent exits
+        reap(proc, timeout, kill=True)
 
     def describe(self) -> Dict[str, Any]:
         return dict({"name": self.name, "pid": self.pid, "spawns": self.spawns}, **self.warm)

@@ -25,6 +25,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
+from rlg_hotreload.childproc import reap
 from rlg_hotreload.stream.frameproc_child import HEADER
 from rlg_hotreload.stream.frames import Encoded
 
@@ -161,14 +162,7 @@ class FrameProcess:
         proc = self.proc
         if proc is None:
             return
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass  # unkillable for now (D state); the OS reaps it when the parent exits
+        reap(proc, timeout)
 
     def describe(self) -> Dict[str, Any]:
         return {"pid": self.pid, "ready": self._ready}
