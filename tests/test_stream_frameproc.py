@@ -23,7 +23,7 @@ mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import Proc, free_port  # noqa: E402
-from helpers.scripted_grasp import save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, save_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
@@ -97,13 +97,8 @@ def test_a_state_drawn_in_the_frame_process_is_the_picture_of_that_state():
 @pytest.mark.slow  # warp compiles its CPU kernels once per machine (~1 min), then loads them from its cache
 def test_mjwarp_world_0_copied_from_the_device_is_drawn_in_the_frame_process():
     pytest.importorskip("mujoco_warp")
-    from isaacgym_tasks.scripted import grasp_action
-
-    env = isaacgym_tasks.make_env(2, sim="mjwarp", sim_device="cpu", rl_device="cpu", render_width=W,
-                                  render_height=H)  # fmt: skip
+    env = grasping_mjwarp_env(W, H)
     try:
-        for k in range(15):
-            env.step(grasp_action(k, 2))
         _check_drawn_in_a_process_like_here(env)
     finally:
         env.close()

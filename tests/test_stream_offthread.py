@@ -18,7 +18,7 @@ mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import free_port  # noqa: E402
-from helpers.scripted_grasp import save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, save_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
@@ -205,11 +205,8 @@ def test_mjwarp_world_0_copied_from_the_device_renders_elsewhere_as_the_sync_ren
     pytest.importorskip("mujoco_warp")
     from isaacgym_tasks.scripted import grasp_action
 
-    env = isaacgym_tasks.make_env(2, sim="mjwarp", sim_device="cpu", rl_device="cpu", render_width=W,
-                                  render_height=H)  # fmt: skip
+    env = grasping_mjwarp_env(W, H)
     try:
-        for k in range(15):
-            env.step(grasp_action(k, 2))
         state = env.render_state()
         reference = env.render().copy()  # world 0 copied to the host MjData, drawn on this thread
         for k in range(15, 30):

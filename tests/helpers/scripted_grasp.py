@@ -54,3 +54,15 @@ class ScriptedGrasp(PlayerCallback):
             later is not None and later.games >= 3 and self.status_seen.is_set()
         ) or time.monotonic() > self.deadline:
             player.request_stop()
+
+
+def grasping_mjwarp_env(width, height, steps=15, num_envs=2):
+    """A MuJoCo Warp BlindGrasping env (warp's CPU device) that has played ``steps`` steps of the scripted
+    grasp: world 0 then holds a scene worth drawing (the hand closing on the box). Close it after use."""
+    import isaacgym_tasks
+
+    env = isaacgym_tasks.make_env(num_envs, sim="mjwarp", sim_device="cpu", rl_device="cpu",
+                                  render_width=width, render_height=height)  # fmt: skip
+    for k in range(steps):
+        env.step(grasp_action(k, num_envs))
+    return env
