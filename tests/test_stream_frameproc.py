@@ -23,7 +23,7 @@ mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import Proc, free_port  # noqa: E402
-from helpers.scripted_grasp import grasping_mjwarp_env, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, save_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
@@ -180,15 +180,7 @@ def test_blind_grasping_stream_drawn_in_the_frame_process_fans_out_and_survives_
         finally:
             script.done.set()
 
-    viewer = threading.Thread(target=watch, daemon=True)
-    viewer.start()
-    try:
-        player.restore(str(ckpt))
-        player.run()
-    finally:
-        script.done.set()
-        viewer.join(30)
-    assert not viewer.is_alive()
+    play_watched(player, ckpt, watch, script.done)
     before, steps_before = phase["before"]
     after, steps_after = phase["after"]
 

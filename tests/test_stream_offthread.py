@@ -18,7 +18,7 @@ mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import free_port  # noqa: E402
-from helpers.scripted_grasp import grasping_mjwarp_env, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, save_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
@@ -158,15 +158,7 @@ def test_real_player_streams_frames_rendered_off_its_thread_only_while_watched_a
             client.close()
             script.watched_enough.set()
 
-    viewer = threading.Thread(target=watch, daemon=True)
-    viewer.start()
-    try:
-        player.restore(str(ckpt))
-        player.run()
-    finally:
-        script.watched_enough.set()
-        viewer.join(30)
-    assert not viewer.is_alive()
+    play_watched(player, ckpt, watch, script.watched_enough)
 
     # nobody watching: nothing snapshotted, submitted or rendered anywhere
     assert script.unwatched == (0, 0, 0, 0), script.unwatched

@@ -66,3 +66,18 @@ def grasping_mjwarp_env(width, height, steps=15, num_envs=2):
     for k in range(steps):
         env.step(grasp_action(k, num_envs))
     return env
+
+
+def play_watched(player, checkpoint, watch, done, join_s=30.0):
+    """Run ``player`` from ``checkpoint`` on this thread while ``watch()`` runs on another (a viewer);
+    ``done`` (an Event the player's callbacks stop on) is set on the way out either way, and the viewer
+    must have ended within ``join_s`` seconds."""
+    viewer = threading.Thread(target=watch, daemon=True)
+    viewer.start()
+    try:
+        player.restore(str(checkpoint))
+        player.run()
+    finally:
+        done.set()
+        viewer.join(join_s)
+    assert not viewer.is_alive(), "the viewer thread did not end"
