@@ -46,6 +46,8 @@ def _raw_viewer(port: int, rcvbuf: int = 0) -> socket.socket:
         assert chunk, "the server closed before its headers"
         head += chunk
     assert head.startswith(b"HTTP/1.0 200") and b"multipart/x-mixed-replace" in head, head
+    # close-delimited, not chunked: the writer puts raw part bytes on the socket
+    assert b"transfer-encoding" not in head.lower(), head
     return sock
 
 

@@ -111,8 +111,9 @@ def create_app(streamer: "FrameStreamer") -> Flask:
         # werkzeug's dev server gives the connection's socket: the one writer thread sends the frames.
         # The handler speaks HTTP/1.0 (streamer._Handler), so the body is close-delimited, not chunked:
         # raw part bytes on the socket are the body as werkzeug would have written it.
+        # (A plain socket only: a TLS socket would need its own non-blocking handling.)
         sock = request.environ.get("werkzeug.socket")
-        frames = _handoff(sock) if isinstance(sock, socket.socket) else _frames()
+        frames = _handoff(sock) if type(sock) is socket.socket else _frames()
         return Response(
             _ClientStream(frames, hub.remove_client),
             mimetype="multipart/x-mixed-replace; boundary=%s" % BOUNDARY,
