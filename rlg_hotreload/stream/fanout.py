@@ -143,7 +143,9 @@ class StreamWriter:
 
     # -- the writer thread ---------------------------------------------------------------------
     def _ensure_thread(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
+        """Start the writer unless one runs (lock held). A writer clears ``_sel`` (under the lock) as it
+        ends, when the hub closes; a server started again then gets a fresh one."""
+        if self._sel is not None:
             return
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
