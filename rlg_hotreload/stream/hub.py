@@ -200,7 +200,7 @@ class FrameHub:
             self._notify_listeners()
             self.encode_rate.tick()
 
-    # -- consumer side (the stream writer; a request thread without a socket) ----------------------------------------
+    # -- consumer side (the stream writer; a request thread without a socket) ----------------
     @property
     def latest(self) -> Optional[Frame]:
         return self._latest
