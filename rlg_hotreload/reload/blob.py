@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 
 from rlg_hotreload.reload.gpu_copy import settle, to_device_aside
+from rlg_hotreload.reload.slots import ChildSlots, SlotMaps
 
 ALIGN = 64
 NO_SPACE_ERRNOS = {errno.ENOSPC, errno.ENOMEM, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
@@ -46,44 +47,89 @@ def dtype_from_name(name: str) -> torch.dtype:
     return getattr(torch, name.replace("torch.", ""))
 
 
-def write_blob(state: Dict[str, torch.Tensor], env_state: Any) -> Tuple[int, Dict[str, Any]]:
-    """Child: tensors (and a small torch.save of env_state) into one new blob.
+def blob_layout(state: Dict[str, torch.Tensor]) -> Tuple[List[List[Any]], int]:
+    """The table (key, dtype, shape, offset, numel) of a blob of ``state``, and where its tensors end."""
+    table: List[List[Any]] = []
+    pos = 0
+    for key, t in state.items():
+        pos += (-pos) % ALIGN
+        table.append([key, str(t.dtype), list(t.shape), pos, t.numel()])
+        pos += t.numel() * t.element_size()
+    return table, pos
 
-    Returns the open descriptor (the caller closes it after the parent has opened it) and the reply
-    table: ``fd`` (memfd) or ``path`` (named), ``tensors`` and ``env``.
-    """
+
+def _pwrite_all(fd: int, data: Any, offset: int) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+def _no_space(e: OSError) -> OSError:
+    if e.errno in NO_SPACE_ERRNOS:
+        return NoSpace(e.errno, "no room for the shared-memory blob (%s)" % e.strerror)
+    return e
+
+
+def _new_blob(size: int) -> Tuple[int, Dict[str, Any]]:
     if use_memfd():
         fd = os.memfd_create(PREFIX + "blob", getattr(os, "MFD_CLOEXEC", 0))
         where: Dict[str, Any] = {"fd": fd}
     else:
         fd, path = tempfile.mkstemp(prefix=PREFIX, suffix=".bin", dir=named_blob_dir())
         where = {"path": path}
-    table: List[List[Any]] = []
     try:
-        with os.fdopen(os.dup(fd), "wb") as f:
-            for key, t in state.items():
-                t = t.contiguous()
-                f.write(b"\0" * ((-f.tell()) % ALIGN))
-                offset = f.tell()
-                if t.numel():
-                    f.write(memoryview(t.view(-1).view(torch.uint8).numpy()))
-                table.append([key, str(t.dtype), list(t.shape), offset, t.numel()])
-            env_offset, env_len = f.tell(), 0
-            if env_state is not None:  # usually None: then the parent unpickles nothing
-                env = io.BytesIO()
-                torch.save(env_state, env)
-                env_len = f.write(env.getvalue())
-    except OSError as e:
+        os.ftruncate(fd, size)
+    except OSError:
         discard(fd, where)
-        if e.errno in NO_SPACE_ERRNOS:
-            raise NoSpace(e.errno, "no room for the shared-memory blob (%s)" % e.strerror) from e
         raise
-    where.update(tensors=table, env=[env_offset, env_len])
+    return fd, where
+
+
+def write_blob(
+    state: Dict[str, torch.Tensor], env_state: Any, slots: Optional[ChildSlots] = None, free: List[int] = ()
+) -> Tuple[int, Dict[str, Any]]:
+    """Child: tensors (and a small torch.save of env_state) into a blob: a free slot of the right size
+    (see :mod:`rlg_hotreload.reload.slots`), else a new one, kept as a slot if one is unused.
+
+    Returns the descriptor (the caller closes a non-slot one after the parent has opened it) and the reply
+    table: ``fd`` (memfd) or ``path`` (named), ``slot`` (or None), ``size``, ``tensors`` and ``env``.
+    """
+    table, end = blob_layout(state)
+    env = b""
+    if env_state is not None:  # usually None: then the parent unpickles nothing
+        buf = io.BytesIO()
+        torch.save(env_state, buf)
+        env = buf.getvalue()
+    size = end + len(env)
+    taken = slots.take(size, list(free)) if slots is not None and not env else None
+    try:
+        if taken is not None:
+            fd, where = taken[1], {"fd": taken[1], "slot": taken[0]}
+        else:
+            fd, where = _new_blob(size)
+    except OSError as e:
+        raise _no_space(e) from e
+    try:
+        for key, _dtype, _shape, offset, numel in table:
+            if numel:
+                _pwrite_all(fd, state[key].contiguous().view(-1).view(torch.uint8).numpy(), offset)
+        if env:
+            _pwrite_all(fd, env, end)
+    except OSError as e:
+        discard(fd, where)  # a slot stays: the player will not read it, the next write overwrites it
+        raise _no_space(e) from e
+    if taken is None:
+        where["slot"] = slots.adopt(fd, size) if slots is not None and not env and "fd" in where else None
+    where.update(size=size, tensors=table, env=[end, len(env)])
     return fd, where
 
 
 def discard(fd: Optional[int], where: Dict[str, Any]) -> None:
-    """Child: drop a blob (its descriptor, and its name if it has one and the parent did not unlink it)."""
+    """Child: drop a blob (its descriptor, and its name if it has one and the parent did not unlink it);
+    a slot's blob is kept (see :mod:`rlg_hotreload.reload.slots`)."""
+    if where.get("slot") is not None:
+        return
     if fd is not None:
         os.close(fd)
     path = where.get("path")
@@ -108,13 +154,45 @@ def map_shared(fd: int, size: int) -> mmap.mmap:
 
 
 def map_blob(
-    reply: Dict[str, Any], child_pid: int, devices: Dict[str, torch.device], maps: Optional[List[Any]] = None
+    reply: Dict[str, Any],
+    child_pid: int,
+    devices: Dict[str, torch.device],
+    maps: Optional[List[Any]] = None,
+    slots: Optional[SlotMaps] = None,
 ) -> Tuple[Dict[str, torch.Tensor], Optional[bytes]]:
     """Parent: zero-copy tensors over the child's blob; returns (state, env_state bytes or None).
 
-    ``maps``: the mapping is appended to it, so that the caller decides on which thread it is unmapped
-    (see ``ProcessLoader``); otherwise it goes with the last tensor over it.
+    ``maps``: a one-off blob's mapping is appended to it, so that the caller decides on which thread it is
+    unmapped (see ``ProcessLoader``); otherwise it goes with the last tensor over it. ``slots``: a slot's
+    mapping is kept there and reused; its pages are then in this process's page tables already.
     """
+    slot = reply.get("slot")
+    mm = slots.get(slot, reply["size"]) if slots is not None and slot is not None else None
+    fresh = mm is None
+    if fresh:
+        mm = _open_blob(reply, child_pid)
+        if slots is not None and slot is not None and mm is not None:
+            slots.keep(slot, mm)
+        elif maps is not None and mm is not None:
+            maps.append(mm)
+    state: Dict[str, torch.Tensor] = {}
+    for key, dtype, shape, offset, numel in reply["tensors"]:
+        dt = dtype_from_name(dtype)
+        t = torch.frombuffer(mm, dtype=dt, count=numel, offset=offset) if numel else torch.empty(0, dtype=dt)
+        t = t.view(shape)
+        if devices[key].type == "cpu":
+            if fresh:
+                t.sum()  # fault the pages in here, not in the player's first forward pass (measured: +45 ms)
+        else:
+            t = to_device_aside(t, devices[key])
+        state[key] = t
+    settle(devices[key] for key, *_ in reply["tensors"])
+    env_off, env_len = reply["env"]
+    env = bytes(mm[env_off : env_off + env_len]) if env_len and mm is not None else None
+    return state, env
+
+
+def _open_blob(reply: Dict[str, Any], child_pid: int) -> Optional[mmap.mmap]:
     if "fd" in reply:
         fd = os.open("/proc/%d/fd/%d" % (child_pid, reply["fd"]), os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
     else:
@@ -127,19 +205,4 @@ def map_blob(
         mm = map_shared(fd, size) if size else None
     finally:
         os.close(fd)
-    state: Dict[str, torch.Tensor] = {}
-    for key, dtype, shape, offset, numel in reply["tensors"]:
-        dt = dtype_from_name(dtype)
-        t = torch.frombuffer(mm, dtype=dt, count=numel, offset=offset) if numel else torch.empty(0, dtype=dt)
-        t = t.view(shape)
-        if devices[key].type == "cpu":
-            t.sum()  # fault the pages in here, not in the player's first forward pass (measured: +45 ms)
-        else:
-            t = to_device_aside(t, devices[key])
-        state[key] = t
-    settle(devices[key] for key, *_ in reply["tensors"])
-    env_off, env_len = reply["env"]
-    env = bytes(mm[env_off : env_off + env_len]) if env_len and mm is not None else None
-    if maps is not None and mm is not None:
-        maps.append(mm)
-    return state, env
+    return mm

@@ -14,9 +14,10 @@ group; the parent decides when the child ends (it kills it), so the child must p
 ``KeyboardInterrupt`` traceback) and must never outlive the parent (``PR_SET_PDEATHSIG`` on Linux; EOF on
 stdin everywhere).
 
-Protocol: first line ``{"tensors": {name: [dtype, shape]}, "max_bytes": n}``, answered ``{"ready": true,
+Protocol: first line ``{"tensors": {name: [dtype, shape]}, "max_bytes": n, "slots": n}``, answered ``{"ready": true,
 "warm_ms": ..., "warm_ok": ...}`` once a warm-up load is done (see :mod:`rlg_hotreload.reload.warm`);
-then one JSON ``FileVersion`` per line, answered by one JSON line (see :mod:`rlg_hotreload.reload.blob`)
+then one JSON request per line, ``{"version": FileVersion, "free": [slots the parent no longer uses]}`` (see
+:mod:`rlg_hotreload.reload.slots`), answered by one JSON line (see :mod:`rlg_hotreload.reload.blob`)
 whose ``phases`` are ``time.monotonic()`` stamps (system-wide on Linux, so comparable with the parent's):
 ``child_start``, ``child_loaded`` (mapped, unpickled, validated), ``child_blob`` (copied into the blob).
 """
@@ -25,12 +26,17 @@ import json
 import signal
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from rlg_hotreload.childproc import die_with_parent, step_aside
 
+if TYPE_CHECKING:
+    from rlg_hotreload.reload.slots import ChildSlots
 
-def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[int], Dict[str, Any]]:
+
+def _answer(
+    line: str, ref: Dict[str, Any], max_bytes: int, slots: Optional["ChildSlots"] = None
+) -> Tuple[Optional[int], Dict[str, Any]]:
     from rlg_hotreload.reload.blob import NoSpace, discard, write_blob
     from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError
     from rlg_hotreload.reload.mapped import mapped_checkpoint
@@ -39,11 +45,14 @@ def _answer(line: str, ref: Dict[str, Any], max_bytes: int) -> Tuple[Optional[in
     fd: Optional[int] = None
     reply: Dict[str, Any] = {}
     phases = {"child_start": time.monotonic()}
+    request = json.loads(line)
+    if not isinstance(request, dict):  # a bare version: the warm-up's request
+        request = {"version": request}
     try:
         try:
-            with mapped_checkpoint(FileVersion(*json.loads(line)), ref, max_bytes) as loaded:
+            with mapped_checkpoint(FileVersion(*request["version"]), ref, max_bytes) as loaded:
                 phases["child_loaded"] = time.monotonic()
-                fd, reply = write_blob(loaded.state, loaded.env_state)  # copied out of the mapped file
+                fd, reply = write_blob(loaded.state, loaded.env_state, slots, request.get("free", []))
                 phases["child_blob"] = time.monotonic()
         except BaseException:
             if fd is not None:
@@ -67,7 +76,8 @@ def serve(parent_pid: Optional[int] = None) -> None:
     die_with_parent(parent_pid)
     import torch
 
-    from rlg_hotreload.reload.blob import discard, dtype_from_name
+    from rlg_hotreload.reload.blob import discard, dtype_from_name, use_memfd
+    from rlg_hotreload.reload.slots import ChildSlots
     from rlg_hotreload.reload.warm import warm_up
 
     torch.set_num_threads(1)
@@ -86,11 +96,12 @@ def serve(parent_pid: Optional[int] = None) -> None:
     out = sys.stdout
     out.write(json.dumps(dict(warm, ready=True)) + "\n")
     out.flush()
+    slots = ChildSlots(enabled=use_memfd(), count=int(spec.get("slots", 0)))  # blobs kept for reuse (see rlg_hotreload.reload.slots)
     last: Tuple[Optional[int], Dict[str, Any]] = (None, {})
     for line in sys.stdin:
-        discard(*last)  # the parent asks again only after it has mapped the previous blob
+        discard(*last)  # the parent asks again only after it has mapped the previous blob; slots stay
         last = (None, {})
-        fd, reply = _answer(line, ref, max_bytes)
+        fd, reply = _answer(line, ref, max_bytes, slots)
         if fd is not None:
             last = (fd, reply)
         out.write(json.dumps(reply) + "\n")

@@ -12,6 +12,7 @@ Why the loader keeps the blob mappings: unmapping one frees its pages, which cos
 weights are dropped, right after a swap. The loader unmaps the blobs no tensor uses any more on the
 watcher thread (munmap releases the GIL) once a load was handed to the player (``tidy``), not before the
 next request, where it added ~3 ms to every reload's latency; at most one unused blob stays mapped.
+Most reloads need no new blob at all: ten are kept and reused (:mod:`rlg_hotreload.reload.slots`).
 """
 
 import json
@@ -28,6 +29,7 @@ from rlg_hotreload.childproc import reap
 from rlg_hotreload.reload.blob import map_blob
 from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, LoadedCheckpoint, load_weights_only
 from rlg_hotreload.reload.loaders import Loader, LoaderUnavailable
+from rlg_hotreload.reload.slots import SLOTS, SlotMaps
 from rlg_hotreload.reload.source import FileVersion
 
 CHILD_MODULE = "rlg_hotreload.reload.child"
@@ -50,15 +52,17 @@ class ProcessLoader(Loader):
 
     name = "process"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, slots: int = SLOTS, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.slots = slots  # hand-over blobs the child keeps for reuse (see rlg_hotreload.reload.slots)
         self.spec = {k: [str(v.dtype), list(v.shape)] for k, v in self.reference.items()}
         self.devices = {k: v.device for k, v in self.reference.items()}
         self.proc: Optional[subprocess.Popen] = None
         self.spawns = 0
         self._closed = False
         self._lock = threading.Lock()  # guards proc/closed only; never held across pipe I/O
-        self._maps: List[Any] = []  # the blobs mapped so far that may still hold tensors (see unmap_unused)
+        self._maps: List[Any] = []  # the one-off blobs mapped so far that may still hold tensors (see unmap_unused)
+        self._slots = SlotMaps()  # the reused blobs of the current child (see rlg_hotreload.reload.slots)
         self.warm: Dict[str, Any] = {}  # the child's warm-up load (see rlg_hotreload.reload.warm)
 
     @property
@@ -137,7 +141,7 @@ class ProcessLoader(Loader):
             raise CheckpointError("loader stopped", TRANSIENT)
         assert proc.stdin is not None
         try:
-            proc.stdin.write((json.dumps({"tensors": self.spec, "max_bytes": self.max_bytes}) + "\n").encode())
+            proc.stdin.write((json.dumps({"tensors": self.spec, "max_bytes": self.max_bytes, "slots": self.slots}) + "\n").encode())
             proc.stdin.flush()
             answer = self._readline(proc, max(self.timeout, 60.0))
             ready = answer.get("ready")
@@ -171,7 +175,8 @@ class ProcessLoader(Loader):
         assert proc.stdin is not None
         requested = time.monotonic()
         try:
-            proc.stdin.write((json.dumps(list(version)) + "\n").encode())
+            request = {"version": list(version), "free": self._slots.free(proc.pid)}
+            proc.stdin.write((json.dumps(request) + "\n").encode())
             proc.stdin.flush()
         except (BrokenPipeError, OSError, ValueError):
             self._discard(proc)
@@ -183,7 +188,7 @@ class ProcessLoader(Loader):
                 raise LoaderUnavailable(reply["error"])
             raise CheckpointError(reply["error"], reply.get("kind", "bad"))
         t0 = time.perf_counter()
-        state, env = map_blob(reply, proc.pid, self.devices, self._maps)
+        state, env = map_blob(reply, proc.pid, self.devices, self._maps, self._slots)
         env_state = load_weights_only(env, need_model=False) if env else None
         phases["mapped"] = time.monotonic()
         return LoadedCheckpoint(
@@ -198,6 +203,7 @@ class ProcessLoader(Loader):
             self._closed = True
             proc = self.proc
         self._maps = []  # those still in use are unmapped with their last tensor
+        self._slots.clear()
         if proc is None:
             return
         reap(proc, timeout, kill=True)
