@@ -27,9 +27,10 @@ from .mujoco_stepper import PoolStepper, RolloutStepper, choose
 from .mujoco_view import MujocoView
 from .task_core import SimState, TaskCore
 from .task_numpy import NumpyTaskMath, infos_to_torch
-from .task_scalar import SCALAR_ENVS, ScalarTaskMath
+from .task_scalar import SCALAR_ENVS, ScalarTaskMath, StepOutputs
 from .vecenv_api import VecEnvApi
 
+_F32 = np.dtype(np.float32)  # ``dtype is _F32``: the cheapest test for float32 actions (any other: converted)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 
@@ -67,6 +68,7 @@ class MujocoBlindGrasping(VecEnvApi):
         if fast_math:
             kind = ScalarTaskMath if num_envs <= SCALAR_ENVS else NumpyTaskMath
             self.fast = kind(self.core, self.layout)
+        self._scalar = self.fast if isinstance(self.fast, ScalarTaskMath) else None
         # float32 staging buffers shared with torch (from_numpy), filled world by world
         self._qpos = np.zeros((num_envs, base.nq), dtype=np.float32)
         self._qvel = np.zeros((num_envs, base.nv), dtype=np.float32)
@@ -101,8 +103,10 @@ class MujocoBlindGrasping(VecEnvApi):
             if isinstance(actions, torch.Tensor):
                 plain = actions.is_cpu and not actions.requires_grad
                 actions = actions.numpy() if plain else actions.detach().cpu().numpy()
-            if not (isinstance(actions, np.ndarray) and actions.dtype == np.float32 and actions.ndim == 2):
+            if not (isinstance(actions, np.ndarray) and actions.dtype is _F32 and actions.ndim == 2):
                 actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
+            if self._scalar is not None:
+                return self._step_scalar(self._scalar, actions)
             return self._step_fast(fast, actions)
         act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         targets = self.core.apply_actions(act).numpy().astype(np.float64)
@@ -121,17 +125,29 @@ class MujocoBlindGrasping(VecEnvApi):
         """``step`` with the task math in NumPy (same results as TaskCore's, see task_numpy)."""
         unstable = self._step_worlds(fast.apply_actions(act))
         obs, reward, done, infos = fast.evaluate(self._qpos, self._qvel, self._sens, unstable)
-        reset_ids = done.nonzero()[0]
-        if reset_ids.size:
-            self._reset_envs(torch.from_numpy(reset_ids))
+        if done.any():
+            self._reset_envs(torch.from_numpy(done.nonzero()[0]))
             obs = fast.observe(self._qpos, self._qvel, self._sens)
-        rl = self.core.rl_device
-        self._obs = torch.from_numpy(obs)
+        self._obs = obs_t = torch.from_numpy(obs)
         self.view.after_step()
-        out = (self._obs, torch.from_numpy(reward), torch.from_numpy(done.view(np.uint8)))
+        rl = self.core.rl_device
+        out = (obs_t, torch.from_numpy(reward), torch.from_numpy(done.view(np.uint8)))
         if rl.type != "cpu":
             out = tuple(t.to(rl) for t in out)
         return out + (infos_to_torch(infos, rl),)  # type: ignore[return-value]
+
+    def _step_scalar(self, fast: ScalarTaskMath, act: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
+        """``step`` for 1-2 envs: ``_step_fast`` with the outputs' tensors made before the physics (StepOutputs)."""
+        targets = fast.apply_actions(act)
+        out = StepOutputs(self.num_envs, self.core.obs_dim)
+        unstable = self._step_worlds(targets)
+        done = fast.evaluate_into(out, self._qpos, self._qvel, self._sens, unstable)
+        if done:
+            self._reset_envs(torch.tensor(done))
+            out.set_obs(fast.observe(self._qpos, self._qvel, self._sens))
+        self._obs = out.obs
+        self.view.after_step()
+        return out.to(self.core.rl_device)
 
     def _step_worlds(self, targets: np.ndarray) -> Optional[np.ndarray]:
         """Step every world; return the mask of worlds whose physics diverged (None if none)."""
