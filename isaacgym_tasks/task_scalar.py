@@ -53,6 +53,8 @@ class ScalarTaskMath(NumpyTaskMath):
         self._scale = self.scale.tolist()
         self._upper = self.upper.tolist()
         self._lower = self.lower.tolist()
+        if any(not lo <= hi for lo, hi in zip(self._lower, self._upper)):
+            raise ValueError("joint limits: every lower must be <= its upper, got %s, %s" % (self._lower, self._upper))
         self._touch = [int(a) for a in layout.touch_adr]
         self._tips = np.asarray(layout.tip_adr).reshape(-1, 3).tolist()
         self._q = _span([int(a) for a in layout.hand_qadr])
@@ -71,8 +73,8 @@ class ScalarTaskMath(NumpyTaskMath):
             # np.maximum(x, lo) is x unless x < lo (NaN stays), np.minimum likewise: so are these
             a = [-1.0 if x < -1.0 else (1.0 if x > 1.0 else x) for x in row]
             moved = array("f", [t + d for t, d in zip(targets[i].tolist(), array("f", [x * s for x, s in zip(a, scale)]))])
-            capped = [hi if t > hi else t for t, hi in zip(moved, upper)]
-            targets[i] = [lo if t < lo else t for t, lo in zip(capped, lower)]
+            # max(min(t, hi), lo), as hi >= lo
+            targets[i] = [hi if t > hi else (lo if t < lo else t) for t, hi, lo in zip(moved, upper, lower)]
             prev[i] = a
         return targets
 
@@ -120,11 +122,12 @@ class ScalarTaskMath(NumpyTaskMath):
             self._weights,
             self.hold_time,
         )
-        self.progress += 1
+        clock = [p + 1 for p in self.progress.tolist()]  # progress += 1 (a ufunc call costs more)
+        self.progress[:] = clock
         obs: List[float] = []
         rewards, lifts, scores, contacts, dones, timeouts, successes = [], [], [], [], [], [], []
         sums = [0.0] * 8  # per term, over envs in order: sum(...) / n as NumpyTaskMath's mean
-        state = zip(qpos.tolist(), qvel.tolist(), sens.tolist(), self.progress.tolist(), self.box_half.tolist(),
+        state = zip(qpos.tolist(), qvel.tolist(), sens.tolist(), clock, self.box_half.tolist(),
                     self.box_start_xy.tolist(), self.targets.tolist(), self.prev_actions.tolist())  # fmt: skip
         for i, (qp, qv, s, progress, (hx, hy, hz), (sx, sy), target, act) in enumerate(state):
             px, py, pz, w, x, y, z = qp[b : b + 7]

@@ -115,3 +115,26 @@ def test_one_env_outputs_are_fresh_every_step():
     assert (obs.dtype, reward.dtype, done.dtype) == (torch.float32, torch.float32, torch.uint8)
     assert list(infos) == ["time_outs", "successes", "box_contacts", "lift", "episode", "scores"]
     assert isinstance(infos["scores"], np.ndarray) and infos["episode"]["rew_reach"].dim() == 0
+
+
+def test_reset_writes_the_float64_numpy_box_formulas_into_each_world():
+    """Resets compute box inertia and bounding radius on Python floats: the same bits as the float64 NumPy
+    they replaced (``(2 half) ** 2``, ``mass / 12 * ...``, ``sqrt(add.reduce(half ** 2))``), for every world."""
+    cfg = BlindGraspingConfig.from_kwargs({"seed": 4})
+    env = MujocoBlindGrasping(SCALAR_ENVS, cfg)
+    g, bb, bq = env.layout.box_geom, env.layout.box_body, env.layout.box_qadr
+    try:
+        for _ in range(40):
+            env.reset()
+            half = np.array([m.geom_size[g] for m in env.models])
+            mass = np.array([m.body_mass[bb] for m in env.models])
+            sq = (2.0 * half) ** 2
+            inertia = (mass / 12.0)[:, None] * np.stack((sq[:, 1] + sq[:, 2], sq[:, 0] + sq[:, 2], sq[:, 0] + sq[:, 1]), -1)
+            assert np.array_equal(np.array([m.body_inertia[bb] for m in env.models]), inertia)
+            assert np.array_equal(np.array([m.geom_rbound[g] for m in env.models]), np.sqrt(np.add.reduce(half * half, axis=-1)))
+            assert np.array_equal(np.array([m.geom_aabb[g, 3:] for m in env.models]), half)
+            z = np.array([d.qpos[bq + 2] for d in env.datas])
+            assert np.array_equal(z, env.core.info.table_top_z + half[:, 2] + 0.001)
+        assert len({m.body_mass[bb] for m in env.models}) == SCALAR_ENVS  # randomised per world
+    finally:
+        env.close()
