@@ -57,6 +57,7 @@ class ScalarTaskMath(NumpyTaskMath):
             raise ValueError("joint limits: every lower must be <= its upper, got %s, %s" % (self._lower, self._upper))
         self._touch = [int(a) for a in layout.touch_adr]
         self._tips = np.asarray(layout.tip_adr).reshape(-1, 3).tolist()
+        self._fingers = list(zip(self._tips, self._touch))
         self._q = _span([int(a) for a in layout.hand_qadr])
         self._qd = _span([int(a) for a in layout.hand_dadr])
         self._b = self.box_pos.start
@@ -131,15 +132,19 @@ class ScalarTaskMath(NumpyTaskMath):
                     self.box_start_xy.tolist(), self.targets.tolist(), self.prev_actions.tolist())  # fmt: skip
         for i, (qp, qv, s, progress, (hx, hy, hz), (sx, sy), target, act) in enumerate(state):
             px, py, pz, w, x, y, z = qp[b : b + 7]
-            # rotation matrix of the box quaternion; local = R^T rel (task_math.quat_rotate_inverse)
-            r00, r01, r02 = 1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)
-            r10, r11, r12 = 2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)
-            r20, r21, r22 = 2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)
             n_contact = 0
             dist = 0.0
-            for (ia, ib, ic), it in zip(self._tips, self._touch):
+            rot: Optional[Tuple[float, ...]] = None
+            for (ia, ib, ic), it in self._fingers:
                 ax, ay, az = s[ia] - px, s[ib] - py, s[ic] - pz
                 dist += math.sqrt(ax * ax + ay * ay + az * az)
+                if not s[it] > touched:
+                    continue  # contact = touching and near: no need for the distance to the surface
+                if rot is None:  # rotation matrix of the box quaternion; local = R^T rel (quat_rotate_inverse)
+                    rot = (1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                           2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                           2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))  # fmt: skip
+                r00, r01, r02, r10, r11, r12, r20, r21, r22 = rot
                 ex = abs(r00 * ax + r10 * ay + r20 * az) - hx
                 ey = abs(r01 * ax + r11 * ay + r21 * az) - hy
                 ez = abs(r02 * ax + r12 * ay + r22 * az) - hz
@@ -151,7 +156,7 @@ class ScalarTaskMath(NumpyTaskMath):
                 if ez > inner:
                     inner = ez
                 surface = math.sqrt(cx * cx + cy * cy + cz * cz) + (0.0 if 0.0 < inner else inner)
-                if surface < reach and s[it] > touched:
+                if surface < reach:
                     n_contact += 1
             lift = pz - (table + hz)
             lifted = lift >= self._height and n_contact >= 1
