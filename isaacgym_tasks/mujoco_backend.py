@@ -102,10 +102,8 @@ class MujocoBlindGrasping(VecEnvApi):
         fast = self.fast
         if fast is not None:
             if isinstance(actions, torch.Tensor):
-                try:  # a CPU tensor without grad (as rl-games passes): no copy
-                    actions = actions.numpy()
-                except (RuntimeError, TypeError):  # requires grad, or on a GPU
-                    actions = actions.detach().cpu().numpy()
+                plain = actions.is_cpu and not actions.requires_grad
+                actions = actions.numpy() if plain else actions.detach().cpu().numpy()
             if not (isinstance(actions, np.ndarray) and actions.dtype is _F32 and actions.ndim == 2):
                 actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
             if self._scalar is not None:

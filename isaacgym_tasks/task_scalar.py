@@ -22,7 +22,8 @@ are NumPy's bit for bit (tested).
 
 import math
 from array import array
-from typing import Any, Dict, List, Optional, Tuple
+from operator import itemgetter
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,8 +59,8 @@ class ScalarTaskMath(NumpyTaskMath):
         self._touch = [int(a) for a in layout.touch_adr]
         self._tips = np.asarray(layout.tip_adr).reshape(-1, 3).tolist()
         self._fingers = list(zip(self._tips, self._touch))
-        self._q = _span([int(a) for a in layout.hand_qadr])
-        self._qd = _span([int(a) for a in layout.hand_dadr])
+        self._q = _picker([int(a) for a in layout.hand_qadr])
+        self._qd = _picker([int(a) for a in layout.hand_dadr])
         self._b = self.box_pos.start
         self._reach = self.tip_radius + CONTACT_MARGIN
         self._hold = _f32(self.success_hold)
@@ -83,9 +84,9 @@ class ScalarTaskMath(NumpyTaskMath):
              progress: int) -> List[float]:  # fmt: skip
         """One env's observation (task_math.compute_observations) as Python floats."""
         mid, ih = self._mid, self._inv_half
-        q = _take(qp, self._q)
+        q = self._q(qp)
         row = [(x - m) * h for x, m, h in zip(q, mid, ih)]
-        row += [x * 0.2 for x in _take(qv, self._qd)]
+        row += [x * 0.2 for x in self._qd(qv)]
         row += [(x - m) * h for x, m, h in zip(target, mid, ih)]
         row += [x * 10.0 for x in q[:NUM_BASE_JOINTS]]  # (palm_home + q - palm_home) * 10
         row += [math.log1p(0.0 if s[k] < 0.0 else s[k]) for k in self._touch]  # max(s, 0), NaN kept
@@ -256,12 +257,8 @@ class StepOutputs:
         return self.obs.to(device), self.reward.to(device), self.done.to(device), infos
 
 
-def _span(index: List[int]) -> Any:
-    """A slice when ``index`` is a contiguous run (list slicing beats a comprehension), else the list."""
+def _picker(index: List[int]) -> Callable[[List[float]], Sequence[float]]:
+    """``values[index]`` for a list: one C call (a slice when ``index`` is a contiguous run)."""
     if index == list(range(index[0], index[0] + len(index))):
-        return slice(index[0], index[0] + len(index))
-    return index
-
-
-def _take(values: List[float], index: Any) -> List[float]:
-    return values[index] if isinstance(index, slice) else [values[k] for k in index]
+        return itemgetter(slice(index[0], index[0] + len(index)))
+    return itemgetter(*index)  # a tuple (one index is a contiguous run, above)
