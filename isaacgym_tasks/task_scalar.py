@@ -11,8 +11,8 @@ thresholds on them compare the same numbers; everything else is float64 here and
 (differences ~1e-7 relative). ``tests/test_blind_grasping_numpy.py`` runs real episodes through this
 path and TaskCore's torch path and requires the same observations, rewards, dones and infos.
 
-Why so few NumPy calls: in the env's loop each call on an array of one row costs ~1-2 us (caches cold
-after ~0.2 ms of physics), as much as dozens of float operations. So a step reads each buffer once
+Why so few NumPy and torch calls: in the env's loop, after ~0.2 ms of physics, each costs about twice
+what it costs in a tight loop (~1-2 us on an array of one row), as much as dozens of float operations. So a step reads each buffer once
 (``tolist``), computes observation and reward in one pass per env, and builds its outputs from three
 fresh arrays (floats, flags, contact counts) whose slices are the returned arrays; ``apply_actions``
 rounds to float32 through ``array('f')`` where NumPy computes in float32 (a product or sum of two
@@ -210,7 +210,7 @@ class StepOutputs:
     array on its own, then its tensor, cost about twice that).
 
     Made before the physics and filled after it: in the env's loop that measured ~3 us a step cheaper
-    than making them after ``mj_step`` (whose work leaves the caches cold). Fresh every step, never
+    than making them right after ``mj_step`` (2-core VM, noisy). Fresh every step, never
     refilled: rl-games' IsaacAlgoObserver keeps every step's ``episode`` dict. Same dtypes and shapes
     as TaskCore's outputs (``scores`` stays NumPy there too).
     """
