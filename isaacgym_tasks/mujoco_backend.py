@@ -13,7 +13,6 @@ cost 3x the physics (measured: 0.24x the raw mj_step rate).
 
 import copy
 import dataclasses
-import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import gymnasium
@@ -28,10 +27,9 @@ from .mujoco_stepper import PoolStepper, RolloutStepper, choose
 from .mujoco_view import MujocoView
 from .task_core import SimState, TaskCore
 from .task_numpy import NumpyTaskMath, infos_to_torch
-from .task_scalar import SCALAR_ENVS, ScalarTaskMath, StepOutputs
+from .task_scalar import SCALAR_ENVS, ScalarTaskMath
 from .vecenv_api import VecEnvApi
 
-_F32 = np.dtype(np.float32)  # ``dtype is _F32``: the cheapest test for float32 actions (any other: converted)
 ActionLike = Union[torch.Tensor, np.ndarray, Sequence[Sequence[float]]]
 
 
@@ -69,7 +67,6 @@ class MujocoBlindGrasping(VecEnvApi):
         if fast_math:
             kind = ScalarTaskMath if num_envs <= SCALAR_ENVS else NumpyTaskMath
             self.fast = kind(self.core, self.layout)
-        self._scalar = self.fast if isinstance(self.fast, ScalarTaskMath) else None
         # float32 staging buffers shared with torch (from_numpy), filled world by world
         self._qpos = np.zeros((num_envs, base.nq), dtype=np.float32)
         self._qvel = np.zeros((num_envs, base.nv), dtype=np.float32)
@@ -104,10 +101,8 @@ class MujocoBlindGrasping(VecEnvApi):
             if isinstance(actions, torch.Tensor):
                 plain = actions.is_cpu and not actions.requires_grad
                 actions = actions.numpy() if plain else actions.detach().cpu().numpy()
-            if not (isinstance(actions, np.ndarray) and actions.dtype is _F32 and actions.ndim == 2):
+            if not (isinstance(actions, np.ndarray) and actions.dtype == np.float32 and actions.ndim == 2):
                 actions = np.asarray(actions, dtype=np.float32).reshape(self.num_envs, -1)
-            if self._scalar is not None:
-                return self._step_scalar(self._scalar, actions)
             return self._step_fast(fast, actions)
         act = torch.as_tensor(actions, dtype=torch.float32).reshape(self.num_envs, -1)
         targets = self.core.apply_actions(act).numpy().astype(np.float64)
@@ -126,29 +121,17 @@ class MujocoBlindGrasping(VecEnvApi):
         """``step`` with the task math in NumPy (same results as TaskCore's, see task_numpy)."""
         unstable = self._step_worlds(fast.apply_actions(act))
         obs, reward, done, infos = fast.evaluate(self._qpos, self._qvel, self._sens, unstable)
-        if done.any():
-            self._reset_envs(torch.from_numpy(done.nonzero()[0]))
+        reset_ids = done.nonzero()[0]
+        if reset_ids.size:
+            self._reset_envs(torch.from_numpy(reset_ids))
             obs = fast.observe(self._qpos, self._qvel, self._sens)
-        self._obs = obs_t = torch.from_numpy(obs)
-        self.view.after_step()
         rl = self.core.rl_device
-        out = (obs_t, torch.from_numpy(reward), torch.from_numpy(done.view(np.uint8)))
+        self._obs = torch.from_numpy(obs)
+        self.view.after_step()
+        out = (self._obs, torch.from_numpy(reward), torch.from_numpy(done.view(np.uint8)))
         if rl.type != "cpu":
             out = tuple(t.to(rl) for t in out)
         return out + (infos_to_torch(infos, rl),)  # type: ignore[return-value]
-
-    def _step_scalar(self, fast: ScalarTaskMath, act: np.ndarray) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Dict[str, Any]]:
-        """``step`` for 1-2 envs: ``_step_fast`` with the outputs' tensors made before the physics (StepOutputs)."""
-        targets = fast.apply_actions(act)
-        out = StepOutputs(self.num_envs, self.core.obs_dim)
-        unstable = self._step_worlds(targets)
-        done = fast.evaluate_into(out, self._qpos, self._qvel, self._sens, unstable)
-        if done:
-            self._reset_envs(torch.tensor(done))
-            out.set_obs(fast.observe(self._qpos, self._qvel, self._sens))
-        self._obs = out.obs
-        self.view.after_step()
-        return out.to(self.core.rl_device)
 
     def _step_worlds(self, targets: np.ndarray) -> Optional[np.ndarray]:
         """Step every world; return the mask of worlds whose physics diverged (None if none)."""
@@ -224,29 +207,33 @@ class MujocoBlindGrasping(VecEnvApi):
 
     def _reset_envs(self, env_ids: torch.Tensor) -> None:
         sample, q0 = self.core.sample_resets(env_ids)
-        # Python floats from here (float32 -> float64 is exact; box_inertia's formula with the operations,
-        # in the order, of the float64 NumPy it replaced: ~20 NumPy calls cost more than the MuJoCo calls)
-        halves, masses, xys = sample.box_half.tolist(), sample.box_mass.tolist(), sample.box_xy.tolist()
-        quats, poses = sample.box_quat.tolist(), q0.tolist()
+        # float64 NumPy from here (float32 -> float64 is exact; box_inertia's formula, same operations)
+        half = sample.box_half.numpy().astype(np.float64)
+        mass = sample.box_mass.numpy().astype(np.float64)
+        sq = (2.0 * half) ** 2
+        inertia = (mass / 12.0)[:, None] * np.stack(
+            (sq[:, 1] + sq[:, 2], sq[:, 0] + sq[:, 2], sq[:, 0] + sq[:, 1]), -1
+        )
+        rbound = np.sqrt(np.add.reduce(half * half, axis=-1)).tolist()
+        xy = sample.box_xy.numpy().astype(np.float64).tolist()
+        quat = sample.box_quat.numpy().astype(np.float64)
+        q0n = q0.numpy().astype(np.float64)
         top = self.core.info.table_top_z
         lay = self.layout
         g, bb, bq, hq = lay.box_geom, lay.box_body, lay.box_qadr, lay.hand_qadr
         for k, env in enumerate(env_ids.tolist()):
             m, d = self.models[env], self.datas[env]
-            hx, hy, hz = half = halves[k]
-            sx, sy, sz = (2.0 * hx) * (2.0 * hx), (2.0 * hy) * (2.0 * hy), (2.0 * hz) * (2.0 * hz)
-            w = masses[k] / 12.0
-            m.geom_size[g] = half
-            m.geom_rbound[g] = math.sqrt(hx * hx + hy * hy + hz * hz)
-            m.geom_aabb[g, 3:] = half
-            m.body_mass[bb] = masses[k]
-            m.body_inertia[bb] = (w * (sy + sz), w * (sx + sz), w * (sx + sy))
+            m.geom_size[g] = half[k]
+            m.geom_rbound[g] = rbound[k]
+            m.geom_aabb[g, 3:] = half[k]
+            m.body_mass[bb] = mass[k]
+            m.body_inertia[bb] = inertia[k]
             mujoco.mj_setConst(m, d)  # refresh invweight0 etc., which the contact solver scales by
             mujoco.mj_resetData(m, d)
             qpos = d.qpos
-            qpos[bq : bq + 3] = (xys[k][0], xys[k][1], top + hz + 0.001)
-            qpos[bq + 3 : bq + 7] = quats[k]
-            qpos[hq] = poses[k]
-            d.ctrl[:] = poses[k]
+            qpos[bq : bq + 3] = (xy[k][0], xy[k][1], top + half[k, 2] + 0.001)
+            qpos[bq + 3 : bq + 7] = quat[k]
+            qpos[hq] = q0n[k]
+            d.ctrl[:] = q0n[k]
             mujoco.mj_forward(m, d)
             self._gather(env)

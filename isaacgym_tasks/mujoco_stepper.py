@@ -49,9 +49,7 @@ class PoolStepper:
         n = len(models)
         self.unstable = np.zeros(n, dtype=bool)
         self.any_unstable = False
-        # live views into each MjData, taken once (an attribute of MjData builds a new array each time)
-        self.badqacc = [d.warning[_BADQACC] for d in datas]
-        self.io = [(d.ctrl, d.qpos, d.qvel, d.sensordata) for d in datas]
+        self.badqacc = [d.warning[_BADQACC] for d in datas]  # live views into each MjData (0.8 us a lookup)
         self.pool: Optional[ThreadPoolExecutor] = None
         self.blocks: List[range] = [range(n)]
         if threads > 1 and n > 1:
@@ -69,19 +67,19 @@ class PoolStepper:
             self._block(self.blocks[0], targets)
 
     def _block(self, worlds: range, targets: np.ndarray) -> None:
-        step, models, datas, n, io = mujoco.mj_step, self.models, self.datas, self.substeps, self.io
+        step, models, datas, n = mujoco.mj_step, self.models, self.datas, self.substeps
         qpos, qvel, sens, badqacc = self.qpos, self.qvel, self.sens, self.badqacc
         for i in worlds:
-            ctrl, dq, dv, ds = io[i]
-            ctrl[:] = targets[i]
-            step(models[i], datas[i], n)
+            d = datas[i]
+            d.ctrl[:] = targets[i]
+            step(models[i], d, n)
             if badqacc[i].number > 0:
                 # MuJoCo already reset this world's state; end the episode so the task resets it properly.
                 self.unstable[i] = True
                 self.any_unstable = True
-            qpos[i] = dq
-            qvel[i] = dv
-            sens[i] = ds
+            qpos[i] = d.qpos
+            qvel[i] = d.qvel
+            sens[i] = d.sensordata
 
     def world_reset(self, i: int) -> None:
         """World ``i``'s MjData was reset and forwarded by the backend: copy its readings."""

@@ -187,21 +187,13 @@ EPISODE_KEYS = ["rew_" + k for k in REWARD_TERMS]
 
 
 def infos_to_torch(infos: Dict[str, Any], device: torch.device) -> Dict[str, Any]:
-    """``evaluate``'s infos as TaskCore's: tensors on ``device`` (``scores`` stays NumPy, as there).
-
-    Every step gets new tensors (views of ``evaluate``'s fresh arrays): rl-games' IsaacAlgoObserver
-    keeps each step's ``episode`` dict, so these are never refilled in place.
-    """
-    f = torch.from_numpy
-    out = {
-        "time_outs": f(infos["time_outs"]),
-        "successes": f(infos["successes"]),
-        "box_contacts": f(infos["box_contacts"]),
-        "lift": f(infos["lift"]),
-        "episode": f(infos["episode"]),
-    }
-    if device.type != "cpu":
-        out = {k: t.to(device) for k, t in out.items()}
-    out["episode"] = dict(zip(EPISODE_KEYS, out["episode"].unbind(0)))
+    """``evaluate``'s infos as TaskCore's: tensors on ``device`` (``scores`` stays NumPy, as there)."""
+    move = device.type != "cpu"
+    out: Dict[str, Any] = {}
+    for k, v in infos.items():
+        if k != "scores":
+            t = torch.from_numpy(v)
+            out[k] = t.to(device) if move else t
     out["scores"] = infos["scores"]
+    out["episode"] = dict(zip(EPISODE_KEYS, out["episode"].unbind(0)))
     return out
