@@ -12,7 +12,6 @@ names are answered then; a token or ``streamBindAll`` (the user chose to expose 
 import hmac
 import logging
 import os
-import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
@@ -20,7 +19,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
 from rlg_hotreload.stream.control_routes import add_control_routes
-from rlg_hotreload.stream.fanout import StreamWriter
 from rlg_hotreload.stream.hub import BOUNDARY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,9 +96,6 @@ def create_app(streamer: "FrameStreamer") -> Flask:
     def status() -> Response:
         return jsonify(streamer.status())
 
-    writer = StreamWriter(hub, keepalive_s=streamer.keepalive_s)
-    hub.writer_stats = writer.stats
-
     @app.route("/stream")
     def stream() -> Response:
         if not hub.try_add_client(streamer.max_stream_clients):
@@ -108,29 +103,17 @@ def create_app(streamer: "FrameStreamer") -> Flask:
                 "503: %d viewers already watch this stream; try again later\n" % streamer.max_stream_clients,
                 status=503, mimetype="text/plain", headers={"Retry-After": "5"},
             )  # fmt: skip
-        # werkzeug's dev server gives the connection's socket: the one writer thread sends the frames.
-        # The handler speaks HTTP/1.0 (streamer._Handler), so the body is close-delimited, not chunked:
-        # raw part bytes on the socket are the body as werkzeug would have written it.
-        # (A plain socket only: a TLS socket would need its own non-blocking handling.)
-        sock = request.environ.get("werkzeug.socket")
-        frames = _handoff(sock) if type(sock) is socket.socket else _frames()
         return Response(
-            _ClientStream(frames, hub.remove_client),
+            _ClientStream(_frames(), hub.remove_client),
             mimetype="multipart/x-mixed-replace; boundary=%s" % BOUNDARY,
             direct_passthrough=True,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    def _handoff(sock: socket.socket) -> Iterator[bytes]:
-        # The client slot was taken in stream(); _ClientStream gives it back exactly once, when werkzeug
-        # closes the response: after serve() returned (viewer gone, or shutdown), or if never iterated.
-        yield b""  # werkzeug sends the headers now: the viewer knows it is connected before a frame exists
-        reason = writer.serve(sock)  # blocks this thread (not woken per frame) until the viewer is done
-        log.debug("stream viewer left: %s", reason)
-
     def _frames() -> Iterator[bytes]:
-        # Servers that give no socket (a WSGI test client): this request thread writes every frame.
-        yield b""
+        # The client slot was taken in stream(); _ClientStream gives it back exactly once, when werkzeug
+        # closes the response (the socket write failed: the viewer went away) or at shutdown.
+        yield b""  # sends the headers now: the viewer knows it is connected before a frame exists
         last_seq = -1
         last_send = time.monotonic()
         while not hub.closed:

@@ -4,9 +4,8 @@ Why this shape: the seed split one frame queue between browser clients (each saw
 frames) and re-encoded per client. Here the player thread only drops a frame into a one-slot
 mailbox (never blocks; an older unencoded frame is replaced and counted as dropped), a single
 encoder thread turns it into JPEG bytes once, and publishes ``(seq, jpeg, t_render)`` under a
-condition variable. Viewers always take the newest frame (``seq > last_seen``), so a slow one
-skips frames instead of slowing anyone else; one writer thread sends them all
-(:mod:`rlg_hotreload.stream.fanout`), woken through :meth:`FrameHub.add_listener`.
+condition variable. Each client waits for ``seq > last_seen`` and always takes the newest frame,
+so a slow client skips frames instead of slowing anyone else.
 
 The frame dropped into the mailbox may be a :class:`~rlg_hotreload.frame_grab.PendingFrame` (the
 watched env's state, copied by the player thread): then it is rendered first, where the render
@@ -19,7 +18,7 @@ up either: at most one per published frame.
 import logging
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from rlg_hotreload.frame_grab import FrameLike, PendingFrame
 from rlg_hotreload.stream.frames import BOUNDARY, Frame, RateMeter, fit_size, mjpeg_part, to_rgb_uint8
@@ -47,11 +46,6 @@ class FrameHub:
         self._closed = False
         self._clients = 0
         self._thread: Optional[threading.Thread] = None
-        # Called (no arguments, no lock held) after each published frame and on close: the stream
-        # writer's select loop cannot wait on the condition variable (:mod:`rlg_hotreload.stream.fanout`).
-        self._listeners: List[Callable[[], None]] = []
-        #: extra counters shown under "writer" in stats() (the stream writer's), None without one
-        self.writer_stats: Optional[Callable[[], Dict[str, object]]] = None
         self.submitted = 0  # frames handed in by the player
         self.encoded = 0  # JPEG encodes done (== published frames)
         self.dropped = 0  # replaced in the mailbox before the encoder got to them
@@ -75,7 +69,6 @@ class FrameHub:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._notify_listeners()
         for render in list(self._renders.values()):
             render.abort()  # an encoder thread waiting for the frame process returns at once
         if self._thread is not None:
@@ -95,17 +88,6 @@ class FrameHub:
     def render_on_player_thread(self) -> bool:
         """True when the player thread should render (``grab_frame``) rather than copy a state."""
         return self.render_name == "player"
-
-    def add_listener(self, fn: Callable[[], None]) -> None:
-        """Call ``fn()`` after every published frame and on close (from the encoder / closing thread)."""
-        self._listeners.append(fn)
-
-    def _notify_listeners(self) -> None:
-        for fn in list(self._listeners):
-            try:
-                fn()
-            except Exception:  # a listener's bug must not stop the encoder: log it, keep encoding
-                log.exception("frame hub listener %r failed", fn)
 
     @property
     def closed(self) -> bool:
@@ -197,10 +179,9 @@ class FrameHub:
                     self.rendered += 1
                     self.render_s += out.render_s
                 self._cond.notify_all()
-            self._notify_listeners()
             self.encode_rate.tick()
 
-    # -- consumer side (the stream writer; a request thread without a socket) ----------------
+    # -- consumer side (one server thread per client) ----------------------------------------
     @property
     def latest(self) -> Optional[Frame]:
         return self._latest
@@ -249,5 +230,4 @@ class FrameHub:
             "width": latest.width if latest else None,
             "height": latest.height if latest else None,
             "quality": self.quality,
-            "writer": self.writer_stats() if self.writer_stats is not None else None,
         }
