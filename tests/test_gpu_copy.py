@@ -29,3 +29,27 @@ def test_the_side_stream_is_not_the_players_stream():
     dev = torch.device("cuda:0")
     assert gpu_copy.side_stream(dev) != torch.cuda.current_stream(dev)
     assert gpu_copy.side_stream(dev) is gpu_copy.side_stream(torch.device("cuda"))
+
+
+@pytest.mark.integration
+def test_loads_to_a_gpu_stage_through_the_loaders_own_pinned_buffer_and_stay_whole(tmp_path):
+    from rlg_hotreload.reload import ProcessLoader, stat_version
+
+    dev = torch.device("cuda:0")
+    ref = {"w": torch.zeros(512, 1024, device=dev), "b": torch.zeros(512, device=dev)}
+    models = [{k: torch.randn(v.shape) + i for k, v in ref.items()} for i in range(3)]
+    versions = []
+    for i, m in enumerate(models):
+        torch.save({"model": m, "epoch": i}, tmp_path / ("c%d.pth" % i))
+        versions.append(stat_version(str(tmp_path / ("c%d.pth" % i))))
+    loader = ProcessLoader(ref, timeout=60, slots=2)
+    try:
+        loader.start()
+        staged = dict(loader.staging.buffers)
+        assert staged and staged[dev].is_pinned() and staged[dev].numel() >= (512 * 1024 + 512) * 4
+        loaded = [loader.load(v) for v in versions]  # each load overwrites the staging buffer
+        for got, want in zip(loaded, models):
+            assert all(got.state[k].device == dev and torch.equal(got.state[k].cpu(), want[k]) for k in want)
+        assert loader.staging.buffers[dev] is staged[dev], "a load took new pinned memory"
+    finally:
+        loader.close()

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from rlg_hotreload.reload.gpu_copy import settle, to_device_aside
+from rlg_hotreload.reload.gpu_copy import Staging, settle, to_device_aside
 from rlg_hotreload.reload.slots import ChildSlots, SlotMaps
 
 ALIGN = 64
@@ -159,12 +159,14 @@ def map_blob(
     devices: Dict[str, torch.device],
     maps: Optional[List[Any]] = None,
     slots: Optional[SlotMaps] = None,
+    staging: Optional[Staging] = None,
 ) -> Tuple[Dict[str, torch.Tensor], Optional[bytes]]:
     """Parent: zero-copy tensors over the child's blob; returns (state, env_state bytes or None).
 
     ``maps``: a one-off blob's mapping is appended to it, so that the caller decides on which thread it is
     unmapped (see ``ProcessLoader``); otherwise it goes with the last tensor over it. ``slots``: a slot's
     mapping is kept there and reused; its pages are then in this process's page tables already.
+    ``staging``: pinned memory for the copies to a GPU (at the blob's own offsets).
     """
     slot = reply.get("slot")
     mm = slots.get(slot, reply["size"]) if slots is not None and slot is not None else None
@@ -184,7 +186,8 @@ def map_blob(
             if fresh:
                 t.sum()  # fault the pages in here, not in the player's first forward pass (measured: +45 ms)
         else:
-            t = to_device_aside(t, devices[key])
+            region = staging.region(devices[key], t.numel() * t.element_size(), offset, t) if staging else None
+            t = to_device_aside(t, devices[key], region)
         state[key] = t
     settle(devices[key] for key, *_ in reply["tensors"])
     env_off, env_len = reply["env"]

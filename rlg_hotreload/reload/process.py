@@ -26,8 +26,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 from rlg_hotreload.childproc import reap
-from rlg_hotreload.reload.blob import map_blob
+from rlg_hotreload.reload.blob import blob_layout, map_blob
 from rlg_hotreload.reload.checkpoint import TRANSIENT, CheckpointError, LoadedCheckpoint, load_weights_only
+from rlg_hotreload.reload.gpu_copy import Staging
 from rlg_hotreload.reload.loaders import Loader, LoaderUnavailable
 from rlg_hotreload.reload.slots import SLOTS, SlotMaps
 from rlg_hotreload.reload.source import FileVersion
@@ -63,6 +64,7 @@ class ProcessLoader(Loader):
         self._lock = threading.Lock()  # guards proc/closed only; never held across pipe I/O
         self._maps: List[Any] = []  # the one-off blobs mapped so far that may still hold tensors (see unmap_unused)
         self._slots = SlotMaps()  # the reused blobs of the current child (see rlg_hotreload.reload.slots)
+        self.staging = Staging()  # pinned memory for copies to a GPU (see rlg_hotreload.reload.gpu_copy)
         self.warm: Dict[str, Any] = {}  # the child's warm-up load (see rlg_hotreload.reload.warm)
 
     @property
@@ -110,6 +112,9 @@ class ProcessLoader(Loader):
                 self.proc = None
 
     def start(self) -> None:
+        nbytes = blob_layout(self.reference)[1]  # where the tensors end: the staging size
+        for device in {d for d in self.devices.values() if d.type == "cuda"}:
+            self.staging.reserve(device, nbytes)  # now, not during the first load (cudaHostAlloc)
         self._running()
 
     def _running(self) -> "subprocess.Popen[bytes]":
@@ -188,7 +193,7 @@ class ProcessLoader(Loader):
                 raise LoaderUnavailable(reply["error"])
             raise CheckpointError(reply["error"], reply.get("kind", "bad"))
         t0 = time.perf_counter()
-        state, env = map_blob(reply, proc.pid, self.devices, self._maps, self._slots)
+        state, env = map_blob(reply, proc.pid, self.devices, self._maps, self._slots, self.staging)
         env_state = load_weights_only(env, need_model=False) if env else None
         phases["mapped"] = time.monotonic()
         return LoadedCheckpoint(
