@@ -48,10 +48,13 @@ def dtype_from_name(name: str) -> torch.dtype:
 
 
 def blob_layout(state: Dict[str, torch.Tensor]) -> Tuple[List[List[Any]], int]:
-    """The table (key, dtype, shape, offset, numel) of a blob of ``state``, and where its tensors end."""
+    """The table (key, dtype, shape, offset, numel) of a blob of ``state``, and where its tensors end.
+
+    Keys in sorted order: the same network gives the same layout (and size) whatever order a checkpoint
+    lists its tensors in, so blobs made ahead from the network's shapes fit every checkpoint of it."""
     table: List[List[Any]] = []
     pos = 0
-    for key, t in state.items():
+    for key, t in sorted(state.items()):
         pos += (-pos) % ALIGN
         table.append([key, str(t.dtype), list(t.shape), pos, t.numel()])
         pos += t.numel() * t.element_size()
@@ -123,6 +126,28 @@ def write_blob(
         where["slot"] = slots.adopt(fd, size) if slots is not None and not env and "fd" in where else None
     where.update(size=size, tensors=table, env=[end, len(env)])
     return fd, where
+
+
+def prepare_slot(slots: ChildSlots, size: int) -> None:
+    """Child, when idle: make the next slot ahead and touch its pages (see :mod:`rlg_hotreload.reload.slots`).
+
+    No room is not an error here: the next load then makes its own blob, and reports it if that fails."""
+    if not slots.wants_more(size) or not use_memfd():
+        return
+    try:
+        fd, where = _new_blob(size)
+    except OSError:
+        slots.enabled = False  # out of room or descriptors: stop making blobs ahead
+        return
+    try:
+        zeros = bytes(min(size, 1 << 20))
+        for offset in range(0, size, len(zeros)):
+            _pwrite_all(fd, zeros[: size - offset], offset)
+    except OSError:
+        discard(fd, where)
+        slots.enabled = False
+        return
+    slots.add_unseen(fd, size)
 
 
 def discard(fd: Optional[int], where: Dict[str, Any]) -> None:

@@ -76,7 +76,7 @@ def serve(parent_pid: Optional[int] = None) -> None:
     die_with_parent(parent_pid)
     import torch
 
-    from rlg_hotreload.reload.blob import discard, dtype_from_name, use_memfd
+    from rlg_hotreload.reload.blob import blob_layout, discard, dtype_from_name, prepare_slot, use_memfd
     from rlg_hotreload.reload.slots import ChildSlots
     from rlg_hotreload.reload.warm import warm_up
 
@@ -93,10 +93,12 @@ def serve(parent_pid: Optional[int] = None) -> None:
         warm = warm_up(_answer, ref, max_bytes)
     except OSError as e:  # no room for the warm-up file: the first real load is merely slower
         warm = {"warm_ok": False, "warm_error": e.strerror or str(e)}
+    slots = ChildSlots(enabled=use_memfd(), count=int(spec.get("slots", 0)))  # blobs kept for reuse (see rlg_hotreload.reload.slots)
+    size = blob_layout(ref)[1]  # a checkpoint's blob (without env state): its layout is the network's
+    prepare_slot(slots, size)  # the first load's blob, made now
     out = sys.stdout
     out.write(json.dumps(dict(warm, ready=True)) + "\n")
     out.flush()
-    slots = ChildSlots(enabled=use_memfd(), count=int(spec.get("slots", 0)))  # blobs kept for reuse (see rlg_hotreload.reload.slots)
     last: Tuple[Optional[int], Dict[str, Any]] = (None, {})
     for line in sys.stdin:
         discard(*last)  # the parent asks again only after it has mapped the previous blob; slots stay
@@ -106,6 +108,7 @@ def serve(parent_pid: Optional[int] = None) -> None:
             last = (fd, reply)
         out.write(json.dumps(reply) + "\n")
         out.flush()
+        prepare_slot(slots, size)  # idle now: the next load's blob
     discard(*last)
 
 

@@ -15,6 +15,11 @@ step succeeds; a checkpoint waiting in the mailbox holds its own). A slot that i
 written; the child then makes a one-off blob as before. A slot is never closed or unmapped while its
 child lives; a new child starts with none, and the old mappings go with their last tensor.
 
+Why one made ahead: the first use of new shared memory is what costs (on a fresh VM, whose memory the
+host backs on first touch, a 17 MB copy into new pages took 50-60 ms against 4 ms into used ones). So
+when the child is idle (after its warm-up, after each answer) it makes the next slot and touches its
+pages, until there are ten; a slot the player has never mapped is free by definition.
+
 Why ten slots: the weights in play use one and the next checkpoint needs another, and the player keeps
 the weights of the last 8 checkpoints it played for "back" (``steer.KEEP_CHECKPOINTS``, references to
 the tensors that were swapped in): their blobs stay in use until they fall out of that list. Ten slots
@@ -25,7 +30,7 @@ in memory for the whole session); nor are blobs with an env state (their size va
 
 import mmap
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 SLOTS = 10  # at least steer.KEEP_CHECKPOINTS + 2 (tests/test_loader_unmap.py checks)
 SLOT_MAX_BYTES = 128 << 20
@@ -51,14 +56,25 @@ class ChildSlots:
         self.count = count
         self.max_bytes = max_bytes
         self.fds: Dict[int, Tuple[int, int]] = {}  # slot -> (descriptor, size)
+        self.unseen: Set[int] = set()  # slots made ahead that the player has never mapped: free by definition
 
     def take(self, size: int, free: List[int]) -> Optional[Tuple[int, int]]:
-        """(slot, descriptor) of a slot of this size that the player called free, or None."""
-        for k in free:
+        """(slot, descriptor) of a slot of this size that the player called free or has never seen, or None."""
+        for k in list(free) + sorted(self.unseen):
             fd_size = self.fds.get(k)
             if fd_size is not None and fd_size[1] == size:
+                self.unseen.discard(k)
                 return k, fd_size[0]
         return None
+
+    def wants_more(self, size: int) -> bool:
+        """True if a blob of ``size`` made ahead would become a slot (none is waiting unseen, room left)."""
+        return self.enabled and not self.unseen and len(self.fds) < self.count and 0 < size <= self.max_bytes
+
+    def add_unseen(self, fd: int, size: int) -> None:
+        k = min(set(range(self.count)) - set(self.fds))
+        self.fds[k] = (fd, size)
+        self.unseen.add(k)
 
     def adopt(self, fd: int, size: int) -> Optional[int]:
         """Keep a new blob as a slot if one is unused and it is small enough; returns its number or None."""
