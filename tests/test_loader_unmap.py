@@ -8,11 +8,14 @@ the weights in play.
 """
 
 import gc
+import os
+import time
 
 import pytest
 import torch
 
 from rlg_hotreload.reload import ProcessLoader, stat_version
+from rlg_hotreload.reload.blob import use_memfd
 from rlg_hotreload.reload.slots import SLOTS
 from rlg_hotreload.steer import KEEP_CHECKPOINTS
 
@@ -110,3 +113,46 @@ def test_a_one_off_blob_is_unmapped_by_tidy_after_a_hand_over_once_no_tensor_use
 
 def test_enough_slots_for_the_weights_kept_for_back_plus_the_one_in_play_and_the_next():
     assert SLOTS >= KEEP_CHECKPOINTS + 2
+
+
+def _child_blobs(pid):
+    """The loader child's open hand-over blobs (memfd descriptors)."""
+    out = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out += "rlg-hotreload-blob" in os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            pass  # closed meanwhile
+    return out
+
+
+def _wait_for(cond, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)  # polling /proc: there is no event for another process's descriptors
+    return False
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not use_memfd(), reason="blobs are made ahead only with memfd (Linux)")
+def test_the_child_makes_the_next_blob_ahead_when_idle_up_to_its_slot_count(tmp_path):
+    ref = {"w": torch.zeros(64, 1024), "b": torch.zeros(64)}
+    ckpts = _checkpoints(tmp_path, ref, 4)
+    loader = ProcessLoader(ref, timeout=60, slots=3)
+    try:
+        loader.start()
+        pid = loader.pid
+        assert _wait_for(lambda: _child_blobs(pid) == 1), "no blob made ahead after the warm-up"
+        held = []
+        for i, (version, model) in enumerate(ckpts):
+            held.append(loader.load(version))  # all kept in use: each load needs another blob
+            assert _same(held[-1].state, model)
+            want = min(i + 2, 3)  # the one just used, plus one ahead, up to 3 slots
+            assert _wait_for(lambda want=want: _child_blobs(pid) >= want), "no blob made ahead after load %d" % i
+        assert _child_blobs(pid) <= 4  # 3 slots and at most one one-off blob: never more ahead
+        assert all(_same(h.state, c[1]) for h, c in zip(held, ckpts)), "a blob in use was written"
+        del held
+    finally:
+        loader.close()

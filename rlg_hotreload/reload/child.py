@@ -23,12 +23,17 @@ whose ``phases`` are ``time.monotonic()`` stamps (system-wide on Linux, so compa
 """
 
 import json
+import select
 import signal
 import sys
 import time
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from rlg_hotreload.childproc import die_with_parent, step_aside
+
+#: seconds without a request after which the child makes the next hand-over blob ahead: not while the
+#: player maps the blob it was just given (that would compete with it for the CPU on a small machine)
+IDLE_S = 0.2
 
 if TYPE_CHECKING:
     from rlg_hotreload.reload.slots import ChildSlots
@@ -95,12 +100,16 @@ def serve(parent_pid: Optional[int] = None) -> None:
         warm = {"warm_ok": False, "warm_error": e.strerror or str(e)}
     slots = ChildSlots(enabled=use_memfd(), count=int(spec.get("slots", 0)))  # blobs kept for reuse (see rlg_hotreload.reload.slots)
     size = blob_layout(ref)[1]  # a checkpoint's blob (without env state): its layout is the network's
-    prepare_slot(slots, size)  # the first load's blob, made now
     out = sys.stdout
     out.write(json.dumps(dict(warm, ready=True)) + "\n")
     out.flush()
     last: Tuple[Optional[int], Dict[str, Any]] = (None, {})
-    for line in sys.stdin:
+    while True:
+        if slots.wants_more(size) and not select.select([sys.stdin], [], [], IDLE_S)[0]:
+            prepare_slot(slots, size)  # idle (no request for a while): the next load's blob, made now
+        line = sys.stdin.readline()
+        if not line:
+            break
         discard(*last)  # the parent asks again only after it has mapped the previous blob; slots stay
         last = (None, {})
         fd, reply = _answer(line, ref, max_bytes, slots)
@@ -108,7 +117,6 @@ def serve(parent_pid: Optional[int] = None) -> None:
             last = (fd, reply)
         out.write(json.dumps(reply) + "\n")
         out.flush()
-        prepare_slot(slots, size)  # idle now: the next load's blob
     discard(*last)
 
 
