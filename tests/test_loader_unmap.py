@@ -30,6 +30,18 @@ def _blob_maps():
         return {line.split()[4] for line in f if "rlg-hotreload-" in line} - _BEFORE
 
 
+@pytest.fixture
+def own_maps():
+    """Count only the blob mappings this test makes (earlier tests may still hold players and weights)."""
+    gc.collect()
+    _BEFORE.clear()
+    _BEFORE.update(_blob_maps())
+
+
+def _small_network():
+    return {"w": torch.zeros(64, 1024), "b": torch.zeros(64)}
+
+
 def _checkpoints(tmp_path, ref, n):
     """``n`` checkpoints of distinct weights: (version, model state) each."""
     out = []
@@ -46,11 +58,8 @@ def _same(state, model):
 
 
 @pytest.mark.integration
-def test_two_blobs_are_reused_in_turn_and_one_still_in_use_is_never_written(tmp_path):
-    gc.collect()
-    _BEFORE.clear()
-    _BEFORE.update(_blob_maps())
-    ref = {"w": torch.zeros(64, 1024), "b": torch.zeros(64)}
+def test_two_blobs_are_reused_in_turn_and_one_still_in_use_is_never_written(tmp_path, own_maps):
+    ref = _small_network()
     (v0, m0), (v1, m1), (v2, m2), (v3, m3) = _checkpoints(tmp_path, ref, 4)
     loader = ProcessLoader(ref, timeout=60, slots=2)
     try:
@@ -82,11 +91,8 @@ def test_two_blobs_are_reused_in_turn_and_one_still_in_use_is_never_written(tmp_
 
 
 @pytest.mark.integration
-def test_a_one_off_blob_is_unmapped_by_tidy_after_a_hand_over_once_no_tensor_uses_it(tmp_path):
-    gc.collect()
-    _BEFORE.clear()
-    _BEFORE.update(_blob_maps())
-    ref = {"w": torch.zeros(64, 1024), "b": torch.zeros(64)}
+def test_a_one_off_blob_is_unmapped_by_tidy_after_a_hand_over_once_no_tensor_uses_it(tmp_path, own_maps):
+    ref = _small_network()
     ckpts = _checkpoints(tmp_path, ref, 4)
     loader = ProcessLoader(ref, timeout=60, slots=2)
     try:
@@ -138,7 +144,7 @@ def _wait_for(cond, timeout=20.0):
 @pytest.mark.integration
 @pytest.mark.skipif(not use_memfd(), reason="blobs are made ahead only with memfd (Linux)")
 def test_the_child_makes_the_next_blob_ahead_when_idle_up_to_its_slot_count(tmp_path):
-    ref = {"w": torch.zeros(64, 1024), "b": torch.zeros(64)}
+    ref = _small_network()
     ckpts = _checkpoints(tmp_path, ref, 4)
     loader = ProcessLoader(ref, timeout=60, slots=3)
     try:
