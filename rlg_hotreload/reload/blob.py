@@ -16,7 +16,7 @@ import io
 import mmap
 import os
 import tempfile
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -90,7 +90,7 @@ def _new_blob(size: int) -> Tuple[int, Dict[str, Any]]:
 
 
 def write_blob(
-    state: Dict[str, torch.Tensor], env_state: Any, slots: Optional[ChildSlots] = None, free: List[int] = ()
+    state: Dict[str, torch.Tensor], env_state: Any, slots: Optional[ChildSlots] = None, free: Sequence[int] = ()
 ) -> Tuple[int, Dict[str, Any]]:
     """Child: tensors (and a small torch.save of env_state) into a blob: a free slot of the right size
     (see :mod:`rlg_hotreload.reload.slots`), else a new one, kept as a slot if one is unused.
