@@ -72,19 +72,18 @@ class ChildSlots:
         return self.enabled and not self.unseen and len(self.fds) < self.count and 0 < size <= self.max_bytes
 
     def add_unseen(self, fd: int, size: int) -> None:
-        k = min(set(range(self.count)) - set(self.fds))
-        self.fds[k] = (fd, size)
+        """Keep a blob made ahead (call only when :meth:`wants_more` said so)."""
+        k = self.adopt(fd, size)
+        assert k is not None
         self.unseen.add(k)
 
     def adopt(self, fd: int, size: int) -> Optional[int]:
         """Keep a new blob as a slot if one is unused and it is small enough; returns its number or None."""
-        if not self.enabled or not 0 < size <= self.max_bytes:
+        if not self.enabled or not 0 < size <= self.max_bytes or len(self.fds) >= self.count:
             return None
-        for k in range(self.count):
-            if k not in self.fds:
-                self.fds[k] = (fd, size)
-                return k
-        return None
+        k = min(set(range(self.count)) - set(self.fds))
+        self.fds[k] = (fd, size)
+        return k
 
 
 class SlotMaps:
