@@ -20,7 +20,9 @@ separate process (their own GIL), like browsers would.
 ``--task BlindGrasping``: instead, what watching costs a REAL BlindGrasping monitor (sim=mujoco, 1 env,
 unpaced, 640x480): steps/s with 0 clients (twice: A/A), 1 and 16 clients for each place frames are
 drawn (``stream.render``: process, thread) and 1 client rendered on the player thread; see
-benchmarks/stream_monitor.py. About 3.5 min:
+benchmarks/stream_monitor.py. About 3.5 min. ``--paired``: viewers stay connected while the frames are
+switched on and off every second, which separates a few per cent from the monitor's own ±15-30 %
+window-to-window swings (benchmarks/stream_paired.py; 3 runs of 20 pairs: about 7 min):
 
     MUJOCO_GL=egl PYTHONPATH=$PWD python benchmarks/stream.py --task BlindGrasping [--seconds 5]
         [--repeat 3] [--only "1 client, process" ...] [--out benchmarks/results/stream_blind_grasping.json]
@@ -259,17 +261,24 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the table shows medians")
     ap.add_argument("--only", nargs="+", default=None,
                     help="BlindGrasping: watched configs to run (the 0-client A/A rows always run)")
+    ap.add_argument("--paired", action="store_true",
+                    help="BlindGrasping: frames switched on and off every --half s, viewers connected (stream_paired)")
+    ap.add_argument("--pairs", type=int, default=20, help="--paired: on/off pairs per run")
+    ap.add_argument("--half", type=float, default=1.0, help="--paired: seconds per half")
     ap.add_argument("--out", default=None, help="default benchmarks/results/stream[_blind_grasping].json")
     args = ap.parse_args()
     if args.seconds is None:
         args.seconds = 5.0 if args.task == "BlindGrasping" else 3.0
     if args.out is None:
         name = "stream_blind_grasping.json" if args.task == "BlindGrasping" else "stream.json"
+        name = "stream_blind_grasping_paired.json" if args.paired else name
         args.out = os.path.join(REPO, "benchmarks", "results", name)
     if args.task == "BlindGrasping":
         import stream_monitor  # benchmarks/ is on sys.path: this script's folder
+        import stream_paired
 
-        payload = stream_monitor.run(args, os.path.abspath(__file__))
+        bench = stream_paired if args.paired else stream_monitor
+        payload = bench.run(args, os.path.abspath(__file__))
         meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
                 "host": platform.node(), "command": " ".join(sys.argv)}  # fmt: skip
         os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -107,8 +107,8 @@ def _window(player: Any, clock: StepClock, hub: Any, url: str, name: str, n: int
     return res
 
 
-def run(args: Any, script: str) -> Dict[str, Any]:
-    """Build the monitor, measure every window, print the table; returns the JSON payload."""
+def make_monitor(args: Any) -> Tuple[Any, StepClock, Any, str]:
+    """The real monitor the benchmarks watch: (player, its StepClock, its FrameStreamer, checkpoint)."""
     from helpers.procs import free_port
     from helpers.scripted_grasp import save_checkpoint
 
@@ -128,6 +128,12 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     player = build.make_player(cfg, [clock])
     save_checkpoint(player, ckpt)
     streamer = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer))
+    return player, clock, streamer, ckpt
+
+
+def run(args: Any, script: str) -> Dict[str, Any]:
+    """Build the monitor, measure every window, print the table; returns the JSON payload."""
+    player, clock, streamer, ckpt = make_monitor(args)
     rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
     failure: List[BaseException] = []
 

@@ -12,6 +12,7 @@ names are answered then; a token or ``streamBindAll`` (the user chose to expose 
 import hmac
 import logging
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 
 from rlg_hotreload.stream.control_routes import add_control_routes
+from rlg_hotreload.stream.handover import wait_handed_over
 from rlg_hotreload.stream.hub import BOUNDARY
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -103,20 +105,30 @@ def create_app(streamer: "FrameStreamer") -> Flask:
                 "503: %d viewers already watch this stream; try again later\n" % streamer.max_stream_clients,
                 status=503, mimetype="text/plain", headers={"Retry-After": "5"},
             )  # fmt: skip
+        # werkzeug's own server gives the connection's socket: the frame process may then write to it
         return Response(
-            _ClientStream(_frames(), hub.remove_client),
+            _ClientStream(_frames(request.environ.get("werkzeug.socket")), hub.remove_client),
             mimetype="multipart/x-mixed-replace; boundary=%s" % BOUNDARY,
             direct_passthrough=True,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    def _frames() -> Iterator[bytes]:
+    def _frames(sock: Optional[socket.socket]) -> Iterator[bytes]:
         # The client slot was taken in stream(); _ClientStream gives it back exactly once, when werkzeug
         # closes the response (the socket write failed: the viewer went away) or at shutdown.
         yield b""  # sends the headers now: the viewer knows it is connected before a frame exists
         last_seq = -1
         last_send = time.monotonic()
+        retry_at = 0.0
         while not hub.closed:
+            if sock is not None and hub.serving is not None and time.monotonic() >= retry_at:
+                token = hub.hand_over(sock, streamer.keepalive_s, streamer.viewer_timeout_s)
+                if token is not None:
+                    if wait_handed_over(sock, lambda t=token: hub.serving is t, lambda: hub.closed):
+                        return
+                    yield b"\r\n"  # taken back: ends a part the frame process may have cut short
+                    continue
+                retry_at = time.monotonic() + 1.0  # not taken now: frames are written here meanwhile
             frame = hub.wait_next(last_seq, timeout=min(0.5, streamer.keepalive_s))
             if frame is None:
                 latest = hub.latest

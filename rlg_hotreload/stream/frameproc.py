@@ -21,12 +21,13 @@ import subprocess
 import sys
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import sendfds
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from rlg_hotreload.childproc import reap
-from rlg_hotreload.stream.frameproc_child import HEADER
+from rlg_hotreload.stream.frameproc_child import HEADER, VIEWER
 from rlg_hotreload.stream.frames import Encoded
 
 CHILD_MODULE = "rlg_hotreload.stream.frameproc_child"
@@ -67,6 +68,8 @@ class FrameProcess:
         self.frame_timeout = frame_timeout
         self.proc: Optional["subprocess.Popen[bytes]"] = None
         self._conn: Optional[Connection] = None
+        self._fds: Optional[socket.socket] = None  # the same socketpair end, for sending descriptors
+        self.viewers = 0  # viewers handed over since the last drop_viewers()
         self._ready = False
         self._started_at = 0.0
         self._buf = np.zeros(2 + int(renderer.state_size), dtype=np.float64)
@@ -99,6 +102,7 @@ class FrameProcess:
         finally:
             theirs.close()
         self._conn = Connection(ours.detach())
+        self._fds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(self._conn.fileno()))
         self._started_at = time.monotonic()
         try:
             self._conn.send_bytes(blob)
@@ -144,9 +148,39 @@ class FrameProcess:
             raise FrameProcessGone("the frame process %s" % _exit_text(proc)) from e
         if msg[:1] != b"F":
             raise FrameRenderFailed(msg[1:].decode(errors="replace"))
-        w, h, off, n, render_ms, encode_ms = HEADER.unpack_from(msg, 1)
+        w, h, off, n, render_ms, encode_ms, sent = HEADER.unpack_from(msg, 1)
         part = msg[1 + HEADER.size :]
-        return Encoded(part[off : off + n], w, h, part, render_ms / 1000.0, encode_ms / 1000.0)
+        return Encoded(part[off : off + n], w, h, part, render_ms / 1000.0, encode_ms / 1000.0, sent)
+
+    def hand_over(self, sock: socket.socket, keepalive_s: float, stall_s: float) -> Optional[str]:
+        """Pass a stream viewer's socket to the child, which writes every frame to it from now on (see
+        :mod:`rlg_hotreload.stream.fanout`); waits for its answer (bounded). None, or why it refused."""
+        answer = self._ask(b"V" + VIEWER.pack(keepalive_s, stall_s), sock.fileno())
+        if answer != b"K":
+            return answer[1:].decode(errors="replace")
+        self.viewers += 1
+        return None
+
+    def drop_viewers(self) -> None:
+        """The child forgets every viewer (closes its copies, ends no connection); bounded."""
+        if self.viewers:
+            self._ask(b"D")
+            self.viewers = 0
+
+    def _ask(self, msg: bytes, fd: Optional[int] = None) -> bytes:
+        conn, proc, fds = self._conn, self.proc, self._fds
+        if conn is None or proc is None or fds is None:
+            raise FrameProcessGone("the frame process is not running")
+        try:
+            conn.send_bytes(msg)
+            if fd is not None:
+                sendfds(fds, [fd])
+            if not conn.poll(self.frame_timeout):
+                proc.kill()
+                raise FrameProcessGone("the frame process gave no answer within %.0f s" % self.frame_timeout)
+            return conn.recv_bytes()
+        except (EOFError, OSError) as e:
+            raise FrameProcessGone("the frame process %s" % _exit_text(proc)) from e
 
     def kill(self) -> None:
         """End the child now (any thread): a pending :meth:`render` then fails at once."""
@@ -159,6 +193,9 @@ class FrameProcess:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
+        fds, self._fds = self._fds, None
+        if fds is not None:
+            fds.close()
         proc = self.proc
         if proc is None:
             return

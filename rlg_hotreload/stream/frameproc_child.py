@@ -15,21 +15,33 @@ outlive the parent. It imports neither torch nor Flask (start-up ~0.3 s, not ~1.
 Protocol (``multiprocessing.connection`` messages over a socketpair): first the pickled
 ``{"renderer", "quality", "size"}`` (the renderer from the env's ``make_frame_renderer()``, see
 :mod:`rlg_hotreload.frame_grab`), answered ``b"R"`` or ``b"E<one line>"``; then per frame a float64 array
-``[seq, t_render, *state]``, answered ``b"F" + HEADER + part`` or ``b"E<one line>"``.
+``[seq, t_render, *state]``, answered ``b"F" + HEADER + part`` or ``b"E<one line>"`` (the part is first
+written to every handed-over viewer, :mod:`rlg_hotreload.stream.fanout`). Two more requests, told from
+a frame by their length (never a multiple of 8): ``b"V" + VIEWER`` followed by one descriptor
+(``SCM_RIGHTS``), a stream viewer's socket to write to, answered ``b"K"``; ``b"D"``, forget every viewer
+(the player's process takes them back), answered ``b"K"``.
 """
 
+import os
 import pickle
+import select
 import signal
+import socket
 import struct
 import sys
 import time
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recvfds
 from typing import Any
 
 from rlg_hotreload.childproc import die_with_parent, step_aside
+from rlg_hotreload.stream.fanout import FanOut
 
-#: after b"F": width, height, offset of the JPEG in the part, its length, render ms, encode ms
-HEADER = struct.Struct("<IIIIff")
+#: after b"F": width, height, offset of the JPEG in the part, its length, render ms, encode ms, and the
+#: whole new parts written to viewers since the last answer
+HEADER = struct.Struct("<IIIIffI")
+#: after b"V": keepalive seconds, stall seconds (see :mod:`rlg_hotreload.stream.fanout`)
+VIEWER = struct.Struct("<dd")
 
 
 def one_line(e: BaseException) -> str:
@@ -54,14 +66,24 @@ def serve(conn: Connection) -> None:
     conn.send_bytes(b"R")
     buf = bytearray(8 * n)
     flat = np.frombuffer(buf, dtype=np.float64)
+    fan = FanOut()
+    # a second handle on the socketpair, for the descriptors that come with b"V" (recvmsg)
+    fds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno()))
     try:
         while True:
+            wait = fan.tick()
+            blocked = fan.blocked()
+            ready, writable, _ = select.select([conn], blocked, [], wait)
+            if writable:
+                fan.flush(writable)
+            if not ready:
+                continue
             try:
                 got = conn.recv_bytes_into(buf)
             except EOFError:
                 return
             if got != len(buf):
-                conn.send_bytes(b"E" + ("state of %d bytes, expected %d" % (got, len(buf))).encode())
+                conn.send_bytes(_control(bytes(buf[:got]), fds, fan))
                 continue
             try:
                 t0 = time.perf_counter()
@@ -73,10 +95,30 @@ def serve(conn: Connection) -> None:
                 conn.send_bytes(b"E" + one_line(e).encode())
                 continue
             part = mjpeg_part(jpeg, int(flat[0]), float(flat[1]))
-            head = HEADER.pack(w, h, len(part) - len(jpeg) - 2, len(jpeg), 1000 * (t1 - t0), 1000 * (t2 - t1))
+            fan.publish(part)
+            head = HEADER.pack(w, h, len(part) - len(jpeg) - 2, len(jpeg), 1000 * (t1 - t0), 1000 * (t2 - t1),
+                               fan.take_delivered())  # fmt: skip
             conn.send_bytes(b"F" + head + part)
     finally:
+        fan.close()
+        fds.close()
         renderer.close()  # releases the GL context on the thread that used it
+
+
+def _control(msg: bytes, fds: socket.socket, fan: FanOut) -> bytes:
+    """Answer a request that is not a frame: b"V" (a viewer's socket follows), b"D" (forget viewers)."""
+    if msg[:1] == b"V" and len(msg) == 1 + VIEWER.size:
+        keepalive_s, stall_s = VIEWER.unpack_from(msg, 1)
+        try:
+            got = recvfds(fds, 1)
+        except (OSError, EOFError, RuntimeError) as e:  # no descriptor came with it (the parent's bug)
+            return b"E" + one_line(e).encode()
+        fan.add(socket.socket(fileno=got[0]), keepalive_s, stall_s)
+        return b"K"
+    if msg == b"D":
+        fan.close()
+        return b"K"
+    return b"E" + ("a request of %d bytes that is neither a state nor a known command" % len(msg)).encode()
 
 
 def main(argv: Any) -> None:

@@ -46,7 +46,8 @@ class Frame(NamedTuple):
 
 class Encoded(NamedTuple):
     """What a render strategy hands the hub for one frame (see :mod:`rlg_hotreload.stream.render`).
-    ``render_s`` is None when no render happened off the player thread (pixels came in)."""
+    ``render_s`` is None when no render happened off the player thread (pixels came in); ``sent``: whole
+    new parts the frame process wrote to viewers handed over to it since its last frame."""
 
     jpeg: bytes
     width: int
@@ -54,6 +55,7 @@ class Encoded(NamedTuple):
     part: bytes
     render_s: Optional[float]
     encode_s: float
+    sent: int = 0
 
 
 class RateMeter:
@@ -64,10 +66,10 @@ class RateMeter:
         self._times: Deque[float] = deque()
         self._lock = threading.Lock()
 
-    def tick(self, now: Optional[float] = None) -> None:
+    def tick(self, now: Optional[float] = None, count: int = 1) -> None:
         now = time.monotonic() if now is None else now
         with self._lock:
-            self._times.append(now)
+            self._times.extend([now] * count)
             self._trim(now)
 
     def _trim(self, now: float) -> None:

@@ -7,6 +7,11 @@ encoder thread turns it into JPEG bytes once, and publishes ``(seq, jpeg, t_rend
 condition variable. Each client waits for ``seq > last_seen`` and always takes the newest frame,
 so a slow client skips frames instead of slowing anyone else.
 
+Where the render strategy is a frame process, a client's socket is handed over to it instead
+(:meth:`FrameHub.hand_over`, :mod:`rlg_hotreload.stream.fanout`): that process writes each frame to
+every such viewer, and the player's process does no work per frame and viewer. ``serving`` tells the
+request threads whether that is possible now; when it changes, they take their viewers back.
+
 The frame dropped into the mailbox may be a :class:`~rlg_hotreload.frame_grab.PendingFrame` (the
 watched env's state, copied by the player thread): then it is rendered first, where the render
 strategy (``stream.render``, :mod:`rlg_hotreload.stream.render`) says: in a frame process (``auto``
@@ -18,10 +23,11 @@ up either: at most one per published frame.
 import logging
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from rlg_hotreload.frame_grab import FrameLike, PendingFrame
 from rlg_hotreload.stream.frames import BOUNDARY, Frame, RateMeter, fit_size, mjpeg_part, to_rgb_uint8
+from rlg_hotreload.stream.handover import Handover
 from rlg_hotreload.stream.render import RENDER_CHOICES, ThreadRender, make_render
 
 log = logging.getLogger("rlg_hotreload")
@@ -42,6 +48,11 @@ class FrameHub:
         self.render_info: Dict[str, object] = {"name": render}
         self._cond = threading.Condition()
         self._mailbox: Optional[Tuple[FrameLike, float]] = None
+        self._handovers: List[Handover] = []
+        self.serving: Optional[object] = (
+            None  # what writes frames to handed-over viewers now (encoder thread sets it)
+        )
+        self.handed_over = 0  # viewers handed over so far
         self._latest: Optional[Frame] = None
         self._closed = False
         self._clients = 0
@@ -140,6 +151,12 @@ class FrameHub:
         try:
             self._encode_frames()
         finally:
+            self.serving = None
+            with self._cond:
+                for h in self._handovers:
+                    h.done = True
+                self._handovers = []
+                self._cond.notify_all()
             renders, self._renders = self._renders, {}
             for render in renders.values():
                 render.close()  # on this thread: a GL context it holds was made current here
@@ -154,20 +171,31 @@ class FrameHub:
         return render
 
     def _encode_frames(self) -> None:
+        active: Optional[ThreadRender] = None
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._mailbox is not None or self._closed)
+                self._cond.wait_for(lambda: self._mailbox is not None or bool(self._handovers) or self._closed)
                 if self._closed:
                     return
                 item = self._mailbox
                 self._mailbox = None
-            assert item is not None
+                handovers, self._handovers = self._handovers, []
+                for h in handovers:
+                    h.taken = True
+            render = self._strategy()
+            if active is not None and active is not render:
+                active.release_viewers()  # switched away: its viewers are taken back, none torn
+            active = render
+            self._answer(render, handovers)
+            self.serving = render.serving()
+            if item is None:
+                continue
             frame, t_render = item
             latest = self._latest  # only this thread publishes: no lock needed to read it
             seq = latest.seq + 1 if latest is not None else 1
-            render = self._strategy()
             out = render.produce(frame, seq, t_render)
             self.render_info = render.describe()
+            self.serving = render.serving()
             if out is None:
                 continue
             frame_out = Frame(seq, out.jpeg, t_render, out.width, out.height, out.part)
@@ -175,11 +203,42 @@ class FrameHub:
                 self._latest = frame_out
                 self.encoded += 1
                 self.encode_s += out.encode_s
+                self.sent += out.sent
                 if out.render_s is not None and isinstance(frame, PendingFrame):
                     self.rendered += 1
                     self.render_s += out.render_s
                 self._cond.notify_all()
             self.encode_rate.tick()
+            if out.sent:
+                self.send_rate.tick(count=out.sent)
+
+    def _answer(self, render: ThreadRender, handovers: List[Handover]) -> None:
+        for h in handovers:
+            token = render.hand_over(h.sock, h.keepalive_s, h.stall_s)
+            with self._cond:
+                h.token, h.done = token, True
+                if token is not None:
+                    self.handed_over += 1
+                self._cond.notify_all()
+
+    # -- hand-over (a request thread) ---------------------------------------------------------
+    def hand_over(self, sock: Any, keepalive_s: float, stall_s: float, timeout: float = 5.0) -> Optional[object]:
+        """Ask the encoder thread to hand this viewer's socket to what ``serving`` names; returns that
+        token, or None (not possible now, or the encoder thread did not get to it within ``timeout``)."""
+        h = Handover(sock, keepalive_s, stall_s)
+        with self._cond:
+            if self._closed or self.serving is None:
+                return None
+            self._handovers.append(h)
+            self._cond.notify_all()
+            # once taken, the encoder thread answers within the frame process's own bounded wait
+            if not self._cond.wait_for(lambda: h.done or (self._closed and not h.taken), timeout):
+                if not h.taken:
+                    self._handovers.remove(h)
+                    return None
+                if not self._cond.wait_for(lambda: h.done, 60.0):  # its own waits are bounded by 10 s
+                    log.error("The stream's encoder thread did not answer a viewer hand-over within 60 s")
+            return h.token
 
     # -- consumer side (one server thread per client) ----------------------------------------
     @property
@@ -222,6 +281,7 @@ class FrameHub:
             "frames_encoded": self.encoded,
             "frames_dropped": self.dropped,
             "frames_sent": self.sent,
+            "handed_over": self.handed_over,  # viewers whose frames the frame process writes (so far)
             "encode_ms_mean": round(1000.0 * self.encode_s / self.encoded, 2) if self.encoded else None,
             "frames_rendered_by_encoder": self.rendered,  # rendered off the player thread (thread or process)
             "render": self.render_info,  # strategy in use: name, and for process its pid and any fallback

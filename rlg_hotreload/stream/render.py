@@ -65,6 +65,18 @@ class ThreadRender:
             return None
         return Encoded(jpeg, w, h, mjpeg_part(jpeg, seq, t_render), render_s, time.perf_counter() - t0)
 
+    def serving(self) -> Optional[object]:
+        """What writes frames to handed-over viewers now (a token compared by identity), or None: viewers
+        cannot be handed over, and any handed over earlier must be taken back."""
+        return None
+
+    def hand_over(self, sock: Any, keepalive_s: float, stall_s: float) -> Optional[object]:
+        """Let :meth:`serving` write every frame to this viewer's socket; the token, or None (not taken)."""
+        return None
+
+    def release_viewers(self) -> None:
+        """Stop writing to handed-over viewers without ending their connections (a strategy switch)."""
+
     def abort(self) -> None:
         """From any thread, at shutdown: end waits on other processes (none here)."""
 
@@ -118,6 +130,38 @@ class ProcessRender(ThreadRender):
                         log.error("The frame process cannot draw a frame (%d failure(s)): %s", self.failures, e)
                     return None
         return super().produce(frame, seq, t_render)
+
+    def serving(self) -> Optional[object]:
+        proc = self.proc
+        if proc is None or self.gone is not None:
+            return None
+        try:
+            return proc if proc.ready() else None
+        except FrameProcessGone:
+            return None  # produce() falls back, with its warning, at the next frame
+
+    def hand_over(self, sock: Any, keepalive_s: float, stall_s: float) -> Optional[object]:
+        proc = self.proc
+        if proc is None or self.serving() is None:
+            return None
+        try:
+            refused = proc.hand_over(sock, keepalive_s, stall_s)
+        except FrameProcessGone as e:
+            self._fall_back(str(e))
+            return None
+        if refused is not None:
+            log.error("The frame process did not take a stream viewer: %s", refused)
+            return None
+        return proc
+
+    def release_viewers(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            proc.drop_viewers()
+        except FrameProcessGone as e:
+            self._fall_back(str(e))
 
     def _process_for(self, env: Any) -> Optional[FrameProcess]:
         if self.proc is not None and env is self._env:

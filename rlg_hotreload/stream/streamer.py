@@ -32,13 +32,15 @@ log = logging.getLogger("rlg_hotreload")
 MAX_CONNECTIONS = 64
 MAX_STREAM_CLIENTS = 16
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
+#: a viewer that takes no bytes for this long is dropped instead of pinning a thread (or the frame process)
+VIEWER_TIMEOUT_S = 10.0
 
 
 class _Handler(WSGIRequestHandler):
     # werkzeug closes every connection anyway; HTTP/1.0 spares the chunked framing, i.e. three
     # writes per frame and client instead of one.
     protocol_version = "HTTP/1.0"
-    timeout = 10  # a viewer that reads nothing for 10 s is dropped instead of pinning a thread
+    timeout = VIEWER_TIMEOUT_S
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         # The page polls /status every second: access lines would drown the player's log.
@@ -57,6 +59,10 @@ class FrameStreamer(PlayerCallback):
     #: With no new frame for this long, the last one is sent again: a dead viewer's socket then fails
     #: and it stops being counted (and rendered for), even while the player is paused.
     keepalive_s = 2.0
+    viewer_timeout_s = VIEWER_TIMEOUT_S
+    #: False: no frames are taken, watched or not (viewers stay connected and keep the last frame); the
+    #: paired benchmark (benchmarks/stream_paired.py) switches it every second
+    frames_on = True
 
     def __init__(
         self,
@@ -243,7 +249,7 @@ class FrameStreamer(PlayerCallback):
         if self.pacer is not None:
             self.pacer.on_step(player, step)  # sleeps whether or not frames are wanted
             now = time.monotonic()
-        if not self.wants_frames:
+        if not self.frames_on or not self.wants_frames:
             return
         if now < self._next_frame_t:
             return

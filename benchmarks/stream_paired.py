@@ -1,0 +1,117 @@
+"""What watching costs a REAL BlindGrasping monitor, measured in pairs of short stretches: frames on, off.
+
+Run through ``benchmarks/stream.py --task BlindGrasping --paired`` (see its docstring). Why pairs: the
+steps/s of a 1-env BlindGrasping monitor vary by 15-30 % from one 5-second window to the next on an
+idle 16-core machine (a grasp in contact costs more physics than a hand in free air; the policy's GPU
+synchronisation jitters), far more than the few per cent that watching costs, so windows of several
+configurations, even interleaved, did not separate them (A/A 0.98-1.28x in 3-5 runs).
+
+Here the viewers (a reader process, their own GIL, like browsers) stay connected for a whole run, and
+the streamer's frames are switched on and off every ``--half`` seconds (``FrameStreamer.frames_on``) in
+the order on, off, off, on, on, off... (a steady drift cancels); the ratio is the steps/s of the "on"
+halves over that of the "off" halves of the same run. The A/A row keeps the frames off in both halves
+(one viewer connected): its spread is the method's noise floor. Rows are interleaved and rotated.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Tuple
+
+#: (name, clients, frames in the "on" halves)
+CONFIGS: List[Tuple[str, int, bool]] = [
+    ("A/A (1 client, frames off/off)", 1, False),
+    ("1 client", 1, True),
+    ("16 clients", 16, True),
+]
+
+
+def _pairs(clock: Any, streamer: Any, n: int, frames: bool, args: Any, script: str) -> Dict[str, Any]:
+    hub = streamer.hub
+    total = 2 * args.pairs * args.half + 2 * args.warmup
+    proc = subprocess.Popen([sys.executable, script, "--reader", (streamer.url or "") + "stream", str(n), str(total)],
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
+    if not hub.wait_clients(n, timeout=30):
+        raise RuntimeError("%d clients did not connect within 30 s" % n)
+    streamer.frames_on = True
+    time.sleep(args.warmup)  # viewers handed over to the frame process (where it serves them) meanwhile
+    load0 = os.getloadavg()[0]
+    acc = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}  # half "on" / "off": steps, seconds, player CPU s
+    e0, s0 = hub.encoded, hub.sent
+    for k in range(args.pairs):
+        for half in (True, False) if k % 2 == 0 else (False, True):
+            streamer.frames_on = frames and half
+            steps, cpu, t0 = clock.steps, clock.cpu_s, time.perf_counter()
+            time.sleep(args.half)
+            a = acc[half]
+            a[0] += clock.steps - steps
+            a[1] += time.perf_counter() - t0
+            a[2] += clock.cpu_s - cpu
+    streamer.frames_on = True
+    encoded, sent = hub.encoded - e0, hub.sent - s0
+    proc.communicate(timeout=total + 60)
+    hub.wait_clients(0, timeout=30)  # the next run starts with nobody attached
+    (son, ton, con), (soff, toff, coff) = acc[True], acc[False]
+    return {
+        "clients": n, "frames": frames, "ratio": (son / ton) / (soff / toff),
+        "cpu_ratio": (coff / max(soff, 1)) / (con / max(son, 1)),
+        "steps_per_s_on": son / ton, "steps_per_s_off": soff / toff,
+        "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
+        "render_info": hub.render_info, "load1_start": load0, "load1_end": os.getloadavg()[0],
+    }  # fmt: skip
+
+
+def run(args: Any, script: str) -> Dict[str, Any]:
+    """Build the monitor, run every configuration ``args.runs`` times, print the table; the JSON payload."""
+    from stream_monitor import make_monitor
+
+    player, clock, streamer, ckpt = make_monitor(args)
+    rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
+    failure: List[BaseException] = []
+
+    def bench() -> None:
+        try:
+            if not clock.started.wait(120):
+                raise RuntimeError("the player did not start within 120 s")
+            time.sleep(args.warmup)
+            for rep in range(args.repeat):
+                k = rep % len(CONFIGS)
+                for name, n, frames in CONFIGS[k:] + CONFIGS[:k]:
+                    r = _pairs(clock, streamer, n, frames, args, script)
+                    rows[name].append(r)
+                    print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  load %.2f" % (
+                        rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["load1_start"]),
+                        flush=True)  # fmt: skip
+        except BaseException as e:  # noqa: BLE001 - reported by the main thread after the player stops
+            failure.append(e)
+        finally:
+            player.request_stop()
+
+    t = threading.Thread(target=bench, name="bench", daemon=True)
+    t.start()
+    player.restore(ckpt)
+    player.run()
+    t.join(60)
+    if failure:
+        raise failure[0]
+    table = []
+    print("\nBlindGrasping monitor (sim=mujoco, 1 env, unpaced), 640x480 at %g fps, policy on %s, MUJOCO_GL=%s;"
+          " %d runs of %d pairs of %g s halves" % (args.fps, args.rl_device, os.environ.get("MUJOCO_GL", "(unset)"),
+                                                   args.repeat, args.pairs, args.half))  # fmt: skip
+    print("%-32s %8s %22s %7s %9s %8s %8s %7s" % ("config", "on/off", "runs", "cpu x", "steps/s", "enc/s",
+                                                   "sends/s", "load"))  # fmt: skip
+    for name, _, _ in CONFIGS:
+        runs = rows[name]
+        med = {k: statistics.median(r[k] for r in runs) for k in ("ratio", "cpu_ratio", "steps_per_s_off",
+                                                                  "encodes_per_s_on", "sends_per_s_on", "load1_start")}  # fmt: skip
+        table.append(dict(med, config=name, ratio_runs=[r["ratio"] for r in runs], repeats=runs))
+        print("%-32s %8.3f %22s %7.3f %9.0f %8.1f %8.1f %7.2f" % (
+            name, med["ratio"], " ".join("%.3f" % r["ratio"] for r in runs), med["cpu_ratio"],
+            med["steps_per_s_off"], med["encodes_per_s_on"], med["sends_per_s_on"], med["load1_start"]))  # fmt: skip
+    print("load average 1/5/15 min now: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
+    return {"task": "BlindGrasping", "sim": "mujoco", "num_envs": 1, "fps_cap": args.fps, "size": [640, 480],
+            "method": "paired halves", "pairs": args.pairs, "half_s": args.half, "repeat": args.repeat,
+            "rl_device": args.rl_device, "rows": table}  # fmt: skip
