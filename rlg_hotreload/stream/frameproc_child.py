@@ -64,8 +64,8 @@ def serve(conn: Connection) -> None:
         conn.send_bytes(b"E" + one_line(e).encode())
         return
     conn.send_bytes(b"R")
-    buf = bytearray(8 * n)
-    flat = np.frombuffer(buf, dtype=np.float64)
+    buf = bytearray(max(8 * n, 1 + VIEWER.size))  # room for the longest command too
+    flat = np.frombuffer(buf, dtype=np.float64, count=n)
     fan = FanOut()
     # a second handle on the socketpair, for the descriptors that come with b"V" (recvmsg)
     fds = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=os.dup(conn.fileno()))
@@ -82,7 +82,7 @@ def serve(conn: Connection) -> None:
                 got = conn.recv_bytes_into(buf)
             except EOFError:
                 return
-            if got != len(buf):
+            if got != 8 * n:
                 conn.send_bytes(_control(bytes(buf[:got]), fds, fan))
                 continue
             try:
