@@ -84,6 +84,37 @@ def stream_plot():
     print("wrote", out)
 
 
+def paired_stream_plot():
+    """What watching costs a real BlindGrasping monitor (--paired): before/after the viewers' hand-over."""
+    sets = [("H100, CPU policy", "stream_paired_h100_cpu_%s"), ("H100, GPU policy", "stream_paired_h100_cuda0_%s"),
+            ("2-core VM, CPU policy\n(12-14 fps drawn)", "stream_paired_vm_%s")]  # fmt: skip
+    rows = ["A/A (1 client, frames off/off)", "1 client", "16 clients"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(10, 3.4), sharey=True)
+    for ax, (title, name) in zip(axes, sets):
+        for k, (code, color) in enumerate((("before", "tab:grey"), ("handover", "tab:blue"))):
+            res = load(name % code)
+            if res is None:
+                continue
+            by = {r["config"]: r for r in res["rows"]}
+            xs = [i + (k - 0.5) * 0.38 for i in range(len(rows))]
+            meds = [by[r]["ratio"] for r in rows]
+            ax.bar(xs, meds, width=0.36, color=color, label="a thread per viewer" if code == "before" else "handed over")
+            for x, r in zip(xs, rows):
+                ax.plot([x] * len(by[r]["ratio_runs"]), by[r]["ratio_runs"], "k.", ms=3)
+        ax.axhline(0.95, color="k", ls="--", lw=1)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(["A/A", "1 viewer", "16 viewers"])
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0.7, 1.06)
+    axes[0].set_ylabel("steps/s, frames on / off (30 fps cap)")
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    out = os.path.join(DOCS, "bench_stream_paired.png")
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     latency_plot()
     stream_plot()
+    paired_stream_plot()
