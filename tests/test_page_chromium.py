@@ -157,6 +157,13 @@ def test_page_plots_success_as_a_second_series_for_blind_grasping(browser, tmp_p
         info = wait_ready_file(str(ready), 60, alive=t.is_alive)
         assert info is not None
         browser.get(info["url"])
+        # the page's stream is handed over to the frame process, which writes its frames: the video moves
+        hub = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer)).hub
+        wait_for(lambda: hub.stats()["handed_over"] >= 1, timeout=60, what="the page's stream to be handed over")
+        first_frame = wait_for(lambda: browser.execute_script(SNAPSHOT_JS), what="a frame in the page")
+        assert first_frame[:2] == [160, 120], first_frame
+        wait_for(lambda: (browser.execute_script(SNAPSHOT_JS) or first_frame)[2] != first_frame[2],
+                 what="the video to move")  # fmt: skip
         plot = browser.find_element("id", "plot")
         # checkpoint 0 (holds still): 0 %; checkpoint 1 (the grasp): its rate, on the right axis
         wait_for(lambda: int(plot.get_attribute("data-success-points") or 0) >= 2, timeout=120,
