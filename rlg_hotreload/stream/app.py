@@ -9,6 +9,7 @@ through DNS rebinding (its own name resolving to 127.0.0.1). Only the bound addr
 names are answered then; a token or ``streamBindAll`` (the user chose to expose it) lifts the check.
 """
 
+import functools
 import hmac
 import logging
 import os
@@ -124,7 +125,7 @@ def create_app(streamer: "FrameStreamer") -> Flask:
             if sock is not None and hub.serving is not None and time.monotonic() >= retry_at:
                 token = hub.hand_over(sock, streamer.keepalive_s, streamer.viewer_timeout_s)
                 if token is not None:
-                    if wait_handed_over(sock, lambda t=token: hub.serving is t, lambda: hub.closed):
+                    if wait_handed_over(sock, functools.partial(hub.serves, token), lambda: hub.closed):
                         return
                     yield b"\r\n"  # taken back: ends a part the frame process may have cut short
                     continue

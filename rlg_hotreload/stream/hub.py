@@ -222,6 +222,10 @@ class FrameHub:
                 self._cond.notify_all()
 
     # -- hand-over (a request thread) ---------------------------------------------------------
+    def serves(self, token: object) -> bool:
+        """True while ``token`` (from :meth:`hand_over`) still writes the frames of the viewers given to it."""
+        return self.serving is token
+
     def hand_over(self, sock: Any, keepalive_s: float, stall_s: float, timeout: float = 5.0) -> Optional[object]:
         """Ask the encoder thread to hand this viewer's socket to what ``serving`` names; returns that
         token, or None (not possible now, or the encoder thread did not get to it within ``timeout``)."""
