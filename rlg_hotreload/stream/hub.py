@@ -49,9 +49,7 @@ class FrameHub:
         self._cond = threading.Condition()
         self._mailbox: Optional[Tuple[FrameLike, float]] = None
         self._handovers: List[Handover] = []
-        self.serving: Optional[object] = (
-            None  # what writes frames to handed-over viewers now (encoder thread sets it)
-        )
+        self.serving: Optional[object] = None  # what writes handed-over viewers' frames now (encoder thread)
         self.handed_over = 0  # viewers handed over so far
         self._latest: Optional[Frame] = None
         self._closed = False
