@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from rlg_hotreload.callbacks import PlayerCallback
 
@@ -131,27 +131,17 @@ def make_monitor(args: Any) -> Tuple[Any, StepClock, Any, str]:
     return player, clock, streamer, ckpt
 
 
-def run(args: Any, script: str) -> Dict[str, Any]:
-    """Build the monitor, measure every window, print the table; returns the JSON payload."""
-    player, clock, streamer, ckpt = make_monitor(args)
-    rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
+def drive(player: Any, clock: StepClock, ckpt: str, warmup: float, measure: Callable[[], None]) -> None:
+    """Play on this thread while ``measure()`` runs on a "bench" thread, from ``warmup`` s after the
+    player started; the player stops when it returns, and what it raised is raised here."""
     failure: List[BaseException] = []
 
     def bench() -> None:
         try:
             if not clock.started.wait(120):
                 raise RuntimeError("the player did not start within 120 s")
-            time.sleep(args.warmup)
-            for rep in range(args.repeat):  # interleaved, rotated: machine noise hits every config alike
-                k = rep % len(CONFIGS)
-                for name, n, render in CONFIGS[k:] + CONFIGS[:k]:
-                    if args.only and name not in args.only and n:
-                        continue
-                    r = _window(player, clock, streamer.hub, streamer.url or "", name, n, render, args.seconds,
-                                args.warmup, script)  # fmt: skip
-                    rows[name].append(r)
-                    print("  run %d %-22s %7.0f steps/s  load %.2f  %s" % (rep + 1, name, r["steps_per_s"],
-                          r["load1_start"], r["render_info"]), flush=True)  # fmt: skip
+            time.sleep(warmup)
+            measure()
         except BaseException as e:  # noqa: BLE001 - reported by the main thread after the player stops
             failure.append(e)
         finally:
@@ -164,6 +154,26 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     t.join(60)
     if failure:
         raise failure[0]
+
+
+def run(args: Any, script: str) -> Dict[str, Any]:
+    """Build the monitor, measure every window, print the table; returns the JSON payload."""
+    player, clock, streamer, ckpt = make_monitor(args)
+    rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
+
+    def measure() -> None:
+        for rep in range(args.repeat):  # interleaved, rotated: machine noise hits every config alike
+            k = rep % len(CONFIGS)
+            for name, n, render in CONFIGS[k:] + CONFIGS[:k]:
+                if args.only and name not in args.only and n:
+                    continue
+                r = _window(player, clock, streamer.hub, streamer.url or "", name, n, render, args.seconds,
+                            args.warmup, script)  # fmt: skip
+                rows[name].append(r)
+                print("  run %d %-22s %7.0f steps/s  load %.2f  %s" % (rep + 1, name, r["steps_per_s"],
+                      r["load1_start"], r["render_info"]), flush=True)  # fmt: skip
+
+    drive(player, clock, ckpt, args.warmup, measure)
     return _report(rows, args)
 
 

@@ -17,7 +17,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Dict, List, Tuple
 
@@ -65,38 +64,23 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, args: Any, script: s
 
 
 def run(args: Any, script: str) -> Dict[str, Any]:
-    """Build the monitor, run every configuration ``args.runs`` times, print the table; the JSON payload."""
-    from stream_monitor import make_monitor
+    """Build the monitor, run every configuration ``args.repeat`` times, print the table; the JSON payload."""
+    from stream_monitor import drive, make_monitor
 
     player, clock, streamer, ckpt = make_monitor(args)
     rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
-    failure: List[BaseException] = []
 
-    def bench() -> None:
-        try:
-            if not clock.started.wait(120):
-                raise RuntimeError("the player did not start within 120 s")
-            time.sleep(args.warmup)
-            for rep in range(args.repeat):
-                k = rep % len(CONFIGS)
-                for name, n, frames in CONFIGS[k:] + CONFIGS[:k]:
-                    r = _pairs(clock, streamer, n, frames, args, script)
-                    rows[name].append(r)
-                    print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  load %.2f" % (
-                        rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["load1_start"]),
-                        flush=True)  # fmt: skip
-        except BaseException as e:  # noqa: BLE001 - reported by the main thread after the player stops
-            failure.append(e)
-        finally:
-            player.request_stop()
+    def measure() -> None:
+        for rep in range(args.repeat):  # interleaved, rotated
+            k = rep % len(CONFIGS)
+            for name, n, frames in CONFIGS[k:] + CONFIGS[:k]:
+                r = _pairs(clock, streamer, n, frames, args, script)
+                rows[name].append(r)
+                print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  load %.2f" % (
+                    rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["load1_start"]),
+                    flush=True)  # fmt: skip
 
-    t = threading.Thread(target=bench, name="bench", daemon=True)
-    t.start()
-    player.restore(ckpt)
-    player.run()
-    t.join(60)
-    if failure:
-        raise failure[0]
+    drive(player, clock, ckpt, args.warmup, measure)
     table = []
     print("\nBlindGrasping monitor (sim=mujoco, 1 env, unpaced), 640x480 at %g fps, policy on %s, MUJOCO_GL=%s;"
           " %d runs of %d pairs of %g s halves" % (args.fps, args.rl_device, os.environ.get("MUJOCO_GL", "(unset)"),

@@ -23,13 +23,12 @@ mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import Proc, free_port  # noqa: E402
-from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, save_checkpoint, streamed_monitor  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
 from rlg_hotreload import PlayerCallback, build  # noqa: E402
 from rlg_hotreload.readyfile import wait_ready_file  # noqa: E402
-from rlg_hotreload.stream import FrameStreamer  # noqa: E402
 from rlg_hotreload.stream.client import MjpegClient  # noqa: E402
 from rlg_hotreload.stream.frameproc import FrameProcess  # noqa: E402
 
@@ -121,24 +120,8 @@ class Watched(PlayerCallback):
 @pytest.mark.integration  # starts the frame process
 def test_blind_grasping_stream_drawn_in_the_frame_process_fans_out_and_survives_its_death(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="rlg_hotreload")
-    ckpt = tmp_path / "exp" / "nn" / "bg.pth"
-    ckpt.parent.mkdir(parents=True)
-    ready = tmp_path / "stream.json"
-    cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
-         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
-         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": W, "height": H,
-                    "fps": 30, "render": "process"}},
-        preset="test",
-    )  # fmt: skip
-
-    def small_frames(params):
-        params["config"]["env_config"].update(render_width=W, render_height=H)
-
     script = Watched()
-    player = build.make_player(cfg, [script], edit=small_frames)
-    save_checkpoint(player, str(ckpt))
-    streamer = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer))
+    player, streamer, ckpt, ready = streamed_monitor(tmp_path, [script], W, H)
     hub = streamer.hub
     got = {}  # client index -> parts
     phase = {}

@@ -19,14 +19,12 @@ import pytest
 mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
-from helpers.procs import free_port  # noqa: E402
-from helpers.scripted_grasp import play_watched, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import play_watched, streamed_monitor  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402, F401  (registers BlindGrasping)
-from rlg_hotreload import PlayerCallback, build  # noqa: E402
+from rlg_hotreload import PlayerCallback  # noqa: E402
 from rlg_hotreload.readyfile import wait_ready_file  # noqa: E402
-from rlg_hotreload.stream import FrameStreamer  # noqa: E402
 from rlg_hotreload.stream.client import MjpegClient  # noqa: E402
 
 W, H = 320, 240
@@ -80,24 +78,8 @@ def _pixels(jpeg: bytes) -> np.ndarray:
 
 @pytest.mark.integration  # starts the frame process
 def test_viewers_are_served_by_the_frame_process_taken_back_on_a_switch_and_ended_at_stop(tmp_path):
-    ckpt = tmp_path / "exp" / "nn" / "bg.pth"
-    ckpt.parent.mkdir(parents=True)
-    ready = tmp_path / "stream.json"
-    cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
-         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
-         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": W, "height": H,
-                    "fps": 30, "render": "process"}},
-        preset="test",
-    )  # fmt: skip
-
-    def small_frames(params):
-        params["config"]["env_config"].update(render_width=W, render_height=H)
-
     stopper = Stopper()
-    player = build.make_player(cfg, [stopper], edit=small_frames)
-    save_checkpoint(player, str(ckpt))
-    streamer = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer))
+    player, streamer, ckpt, ready = streamed_monitor(tmp_path, [stopper], W, H)
     hub = streamer.hub
     seen = {}
     viewers = []

@@ -56,6 +56,34 @@ class ScriptedGrasp(PlayerCallback):
             player.request_stop()
 
 
+def streamed_monitor(tmp_path, callbacks, width, height, render="process", fps=30):
+    """A real 1-env BlindGrasping HotReloadPlayer (sim=mujoco) streaming ``width`` x ``height`` frames drawn
+    where ``render`` says, and a real checkpoint of it; returns (player, its FrameStreamer, the checkpoint
+    path, the stream's ready file). Play it with :func:`play_watched`."""
+    from helpers.procs import free_port
+    from rlg_hotreload import build
+    from rlg_hotreload.stream import FrameStreamer
+
+    ckpt = tmp_path / "exp" / "nn" / "bg.pth"
+    ckpt.parent.mkdir(parents=True)
+    ready = tmp_path / "stream.json"
+    cfg = build.load_config(
+        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
+         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
+         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": width,
+                    "height": height, "fps": fps, "render": render}},
+        preset="test",
+    )  # fmt: skip
+
+    def sized_frames(params):
+        params["config"]["env_config"].update(render_width=width, render_height=height)
+
+    player = build.make_player(cfg, callbacks, edit=sized_frames)
+    save_checkpoint(player, str(ckpt))
+    streamer = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer))
+    return player, streamer, ckpt, ready
+
+
 def grasping_mjwarp_env(width, height, steps=15, num_envs=2):
     """A MuJoCo Warp BlindGrasping env (warp's CPU device) that has played ``steps`` steps of the scripted
     grasp: world 0 then holds a scene worth drawing (the hand closing on the box). Close it after use."""
