@@ -20,16 +20,18 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
-#: (name, clients, frames in the "on" halves)
-CONFIGS: List[Tuple[str, int, bool]] = [
-    ("A/A (1 client, frames off/off)", 1, False),
-    ("1 client", 1, True),
-    ("16 clients", 16, True),
+#: (name, clients, frames in the "on" halves, FrameStreamer.hold_frames in them)
+CONFIGS: List[Tuple[str, int, bool, bool]] = [
+    ("A/A (1 client, frames off/off)", 1, False, True),
+    ("1 client", 1, True, True),
+    ("16 clients", 16, True, True),
+    ("1 client, not held", 1, True, False),  # each state drawn at once, next to the policy (before the hold)
 ]
 
 
-def _pairs(clock: Any, streamer: Any, n: int, frames: bool, args: Any, script: str) -> Dict[str, Any]:
+def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: Any, script: str) -> Dict[str, Any]:
     hub = streamer.hub
+    streamer.hold_frames = hold
     total = 2 * args.pairs * args.half + 2 * args.warmup
     proc = subprocess.Popen([sys.executable, script, "--reader", (streamer.url or "") + "stream", str(n), str(total)],
                             stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -39,7 +41,7 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, args: Any, script: s
     time.sleep(args.warmup)  # viewers handed over to the frame process (where it serves them) meanwhile
     load0 = os.getloadavg()[0]
     acc = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}  # half "on" / "off": steps, seconds, player CPU s
-    e0, s0 = hub.encoded, hub.sent
+    e0, s0, h0 = hub.encoded, hub.sent, getattr(hub, "held", 0)
     for k in range(args.pairs):
         for half in (True, False) if k % 2 == 0 else (False, True):
             streamer.frames_on = frames and half
@@ -49,16 +51,16 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, args: Any, script: s
             a[0] += clock.steps - steps
             a[1] += time.perf_counter() - t0
             a[2] += clock.cpu_s - cpu
-    streamer.frames_on = True
-    encoded, sent = hub.encoded - e0, hub.sent - s0
+    streamer.frames_on = streamer.hold_frames = True
+    encoded, sent, held = hub.encoded - e0, hub.sent - s0, getattr(hub, "held", 0) - h0
     proc.communicate(timeout=total + 60)
     hub.wait_clients(0, timeout=30)  # the next run starts with nobody attached
     (son, ton, con), (soff, toff, coff) = acc[True], acc[False]
     return {
-        "clients": n, "frames": frames, "ratio": (son / ton) / (soff / toff),
+        "clients": n, "frames": frames, "hold": hold, "ratio": (son / ton) / (soff / toff),
         "cpu_ratio": (coff / max(soff, 1)) / (con / max(son, 1)),
         "steps_per_s_on": son / ton, "steps_per_s_off": soff / toff,
-        "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
+        "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "held_per_s_on": held / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
         "render_info": hub.render_info, "load1_start": load0, "load1_end": os.getloadavg()[0],
     }  # fmt: skip
 
@@ -68,13 +70,14 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     from stream_monitor import drive, make_monitor
 
     player, clock, streamer, ckpt = make_monitor(args)
-    rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in CONFIGS}
+    configs = [c for c in CONFIGS if not c[2] or args.only is None or c[0] in args.only]  # A/A always runs
+    rows: Dict[str, List[Dict[str, Any]]] = {c[0]: [] for c in configs}
 
     def measure() -> None:
         for rep in range(args.repeat):  # interleaved, rotated
-            k = rep % len(CONFIGS)
-            for name, n, frames in CONFIGS[k:] + CONFIGS[:k]:
-                r = _pairs(clock, streamer, n, frames, args, script)
+            k = rep % len(configs)
+            for name, n, frames, hold in configs[k:] + configs[:k]:
+                r = _pairs(clock, streamer, n, frames, hold, args, script)
                 rows[name].append(r)
                 print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  load %.2f" % (
                     rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["load1_start"]),
@@ -87,7 +90,7 @@ def run(args: Any, script: str) -> Dict[str, Any]:
                                                    args.repeat, args.pairs, args.half))  # fmt: skip
     print("%-32s %8s %22s %7s %9s %8s %8s %7s" % ("config", "on/off", "runs", "cpu x", "steps/s", "enc/s",
                                                    "sends/s", "load"))  # fmt: skip
-    for name, _, _ in CONFIGS:
+    for name, _, _, _ in configs:
         runs = rows[name]
         med = {k: statistics.median(r[k] for r in runs) for k in ("ratio", "cpu_ratio", "steps_per_s_off",
                                                                   "encodes_per_s_on", "sends_per_s_on", "load1_start")}  # fmt: skip

@@ -93,7 +93,8 @@ class PlayerCallback:
     checkpoints (a streamer binds its port here), and ``close()`` once after ``on_stop`` (or after a failed
     start), whatever happened: release servers, threads and files there. Order of calls: ``on_start`` once (after the first weights are loaded, before the first step),
     ``on_reload`` for every checkpoint swapped in (including the first; after ``control.back`` an earlier
-    ``info`` again, its index repeating), ``on_step`` after every
+    ``info`` again, its index repeating), ``on_action`` once the policy has chosen a step's actions and
+    before the environment steps them (its physics runs next), ``on_step`` after every
     environment step, ``on_episode_end`` for each finished episode, ``on_stop`` once at the end
     (also after Ctrl+C / SIGTERM; the summary is final then).
     """
@@ -110,6 +111,10 @@ class PlayerCallback:
     def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
         pass
 
+    def on_action(self, player: PlayerView, step: int) -> None:
+        """Step ``step``'s actions are chosen, its physics is next: work that must not overlap the policy
+        (a render on the GPU that the policy uses) starts here. Called only on callbacks that override it."""
+
     def on_step(self, player: PlayerView, step: int) -> None:
         pass
 
@@ -120,11 +125,17 @@ class PlayerCallback:
         pass
 
 
+def _acts(cb: PlayerCallback) -> bool:
+    return type(cb).on_action is not PlayerCallback.on_action
+
+
 class CallbackList(PlayerCallback):
     """Calls each callback in order; the player holds exactly one of these."""
 
     def __init__(self, callbacks: Sequence[PlayerCallback] = ()) -> None:
         self.callbacks: List[PlayerCallback] = list(callbacks)
+        #: those that override ``on_action``: the player calls it only when there are some (no cost per step)
+        self.acting: List[PlayerCallback] = [cb for cb in self.callbacks if _acts(cb)]
         self._open: Optional[List[PlayerCallback]] = None  # those set up, until close()
 
     def setup(self, player: PlayerView) -> None:
@@ -155,6 +166,8 @@ class CallbackList(PlayerCallback):
 
     def append(self, cb: PlayerCallback) -> None:
         self.callbacks.append(cb)
+        if _acts(cb):
+            self.acting.append(cb)
 
     def __bool__(self) -> bool:
         return bool(self.callbacks)
@@ -166,6 +179,10 @@ class CallbackList(PlayerCallback):
     def on_reload(self, player: PlayerView, info: CheckpointInfo) -> None:
         for cb in self.callbacks:
             cb.on_reload(player, info)
+
+    def on_action(self, player: PlayerView, step: int) -> None:
+        for cb in self.acting:
+            cb.on_action(player, step)
 
     def on_step(self, player: PlayerView, step: int) -> None:
         for cb in self.callbacks:

@@ -216,6 +216,8 @@ class ComparePlayer(HotReloadPlayer):
                 if a is None:
                     return True
                 actions.append(a)
+            if cbs.acting:
+                cbs.on_action(self, step_no + 1)
             obses, r, done, info = self.env_step(self.env, torch.cat(actions))
             for s in slots:
                 s.tracker.step(r[s.envs])  # type: ignore[union-attr]

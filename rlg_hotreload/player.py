@@ -228,6 +228,8 @@ class HotReloadPlayer(Steer, FrameGrab, StepIO, PpoPlayerContinuous):
                 episodes.claim_fresh(self.current.index)
                 continue
             self.pending_rollback = None
+            if cbs.acting:
+                cbs.on_action(self, step_no + 1)
             obses, r, done, info = self.env_step(self.env, action)
             episodes.step(r)
             step_no += 1

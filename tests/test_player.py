@@ -218,3 +218,34 @@ def test_rewards_and_dones_stay_where_a_cpu_env_made_them(trained_run, tmp_path)
     p.run()
     assert seen and all(d.type == "cpu" for d in seen)
     assert len(stop.episodes) == 1 and stop.episodes[0].length == 200  # Pendulum's time limit
+
+
+class ActionOrder(PlayerCallback):
+    """Records the order of on_action and on_step, with the player's step count at each (env stepped?)."""
+
+    def __init__(self, steps):
+        self.steps, self.calls = steps, []
+
+    def on_action(self, player, step):
+        self.calls.append(("action", step, player.summary.steps))
+
+    def on_step(self, player, step):
+        self.calls.append(("step", step, player.summary.steps))
+        if step >= self.steps:
+            player.request_stop()
+
+
+def test_on_action_comes_between_the_policy_and_the_env_step_and_only_to_callbacks_that_override_it(
+    trained_run, tmp_path
+):
+    work, files = trained_run
+    order, plain = ActionOrder(25), StopAt(10**9)
+    player = make_player(tmp_path, [plain, order], numEnvs=2, checkpoint=str(files[0]))
+    assert player.callbacks.acting == [order]  # StopAt does not override on_action: never called for it
+    player.restore(str(files[0]))
+    player.run()
+    # on_action(k) before step k's env step (the player has stepped k-1 times), then on_step(k)
+    expected = []
+    for k in range(1, 26):
+        expected += [("action", k, k - 1), ("step", k, k)]
+    assert order.calls == expected

@@ -179,6 +179,8 @@ def test_blind_grasping_stream_drawn_in_the_frame_process_fans_out_and_survives_
     # ... and written to the viewers by the frame process: their sockets were handed over to it, and the
     # frames it wrote to them are counted (3 viewers, >= 10 frames)
     assert before["handed_over"] == 3 and before["frames_sent"] >= 30, before
+    # each state copied after a step was held until the player chose the next actions (on_action)
+    assert before["frames_held"] >= 10, before
     assert player.frames_rendered_here == 0
     assert before["frames_encoded"] <= before["frames_submitted"] - before["frames_dropped"]
     seqs = [{p.seq for p in got[i][1:12]} for i in range(3)]

@@ -18,6 +18,12 @@ strategy (``stream.render``, :mod:`rlg_hotreload.stream.render`) says: in a fram
 for MuJoCo tasks) or on this thread. The strategy is created, used and closed on this thread (a GL
 context belongs to one thread). A stale state is replaced like a stale array, so renders never queue
 up either: at most one per published frame.
+
+A state copied after a step may be *held* (``submit(held=True)``) until the player has chosen the next
+step's actions (:meth:`FrameHub.release`, from ``on_action``): it is then drawn while the env's physics
+runs, not while the policy does. Why: with the policy on the GPU that also draws the frames, a render
+started right after a step ran next to the policy's next forward pass and cost the 1-env BlindGrasping
+monitor 4-8 % of its steps/s (16-core H100 machine); the hold never waits more than ``HOLD_MAX_S``.
 """
 
 import logging
@@ -31,6 +37,9 @@ from rlg_hotreload.stream.handover import Handover
 from rlg_hotreload.stream.render import RENDER_CHOICES, ThreadRender, make_render
 
 log = logging.getLogger("rlg_hotreload")
+
+#: the longest a held state waits for :meth:`FrameHub.release` (a player paused or stopping between steps)
+HOLD_MAX_S = 0.1
 
 __all__ = ["BOUNDARY", "Frame", "FrameHub", "RateMeter", "fit_size", "mjpeg_part", "to_rgb_uint8"]
 
@@ -48,6 +57,7 @@ class FrameHub:
         self.render_info: Dict[str, object] = {"name": render}
         self._cond = threading.Condition()
         self._mailbox: Optional[Tuple[FrameLike, float]] = None
+        self._held = False  # the state in the mailbox waits for release() (the next step's physics)
         self._handovers: List[Handover] = []
         self.serving: Optional[object] = None  # what writes handed-over viewers' frames now (encoder thread)
         self.handed_over = 0  # viewers handed over so far
@@ -58,6 +68,7 @@ class FrameHub:
         self.submitted = 0  # frames handed in by the player
         self.encoded = 0  # JPEG encodes done (== published frames)
         self.dropped = 0  # replaced in the mailbox before the encoder got to them
+        self.held = 0  # held states that release() let go (drawn next to the physics, not the policy)
         self.sent = 0  # frame deliveries summed over clients
         self.encode_s = 0.0  # total seconds spent encoding
         self.rendered = 0  # PendingFrames rendered off the player thread (encoder thread or frame process)
@@ -130,9 +141,10 @@ class FrameHub:
             return self._cond.wait_for(lambda: self._clients == n, timeout)
 
     # -- producer side (player thread) -------------------------------------------------------
-    def submit(self, frame: FrameLike, t_render: Optional[float] = None) -> None:
+    def submit(self, frame: FrameLike, t_render: Optional[float] = None, held: bool = False) -> None:
         """Hand a frame (pixels, or a PendingFrame to render) to the encoder without blocking; replaces an
-        unencoded older one. ``t_render`` defaults to the PendingFrame's state time, else now."""
+        unencoded older one. ``t_render`` defaults to the PendingFrame's state time, else now. ``held``: a
+        PendingFrame is drawn after :meth:`release` (or ``HOLD_MAX_S``), see the module docstring."""
         if t_render is None:
             t_render = frame.t_state if isinstance(frame, PendingFrame) else time.time()
         t = t_render
@@ -140,9 +152,19 @@ class FrameHub:
             if self._mailbox is not None:
                 self.dropped += 1
             self._mailbox = (frame, t)
+            self._held = held and isinstance(frame, PendingFrame)
             self.submitted += 1
             self._cond.notify_all()
         self.source_rate.tick()
+
+    def release(self) -> None:
+        """The env's physics starts now: a held state may be drawn (player thread; nothing held, no lock)."""
+        if self._held:
+            with self._cond:
+                if self._held:
+                    self._held = False
+                    self.held += 1
+                    self._cond.notify_all()
 
     # -- encoder thread ----------------------------------------------------------------------
     def _encode_loop(self) -> None:
@@ -173,6 +195,9 @@ class FrameHub:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._mailbox is not None or bool(self._handovers) or self._closed)
+                if self._held and not self._handovers:
+                    self._cond.wait_for(lambda: not self._held or self._closed, HOLD_MAX_S)
+                    self._held = False  # released, or waited HOLD_MAX_S: drawn now either way
                 if self._closed:
                     return
                 item = self._mailbox
@@ -282,6 +307,7 @@ class FrameHub:
             "frames_submitted": self.submitted,
             "frames_encoded": self.encoded,
             "frames_dropped": self.dropped,
+            "frames_held": self.held,  # drawn next to the following step's physics (on_action), not at once
             "frames_sent": self.sent,
             "handed_over": self.handed_over,  # viewers whose frames the frame process writes (so far)
             "encode_ms_mean": round(1000.0 * self.encode_s / self.encoded, 2) if self.encoded else None,

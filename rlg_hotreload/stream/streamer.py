@@ -63,6 +63,9 @@ class FrameStreamer(PlayerCallback):
     #: False: no frames are taken, watched or not (viewers stay connected and keep the last frame); the
     #: paired benchmark (benchmarks/stream_paired.py) switches it every second
     frames_on = True
+    #: True: a state copied after a step is drawn once the player has chosen the next actions (next to the
+    #: physics, not the policy; FrameHub's docstring); the paired benchmark compares it with False
+    hold_frames = True
 
     def __init__(
         self,
@@ -123,6 +126,7 @@ class FrameStreamer(PlayerCallback):
         self._snap_at = 0.0
         self._steps = 0
         self._next_frame_t = 0.0
+        self._acting = False  # the player calls on_action (HotReloadPlayer, CompareRunner do)
         # realtime: hold the player to wall-clock speed, watched or not (its own callback). Unwatched too,
         # because a monitor shares its machine with training: sprinting while nobody looks would take the
         # CPU that training needs, for episodes no one sees (frames are still rendered only when watched).
@@ -241,6 +245,10 @@ class FrameStreamer(PlayerCallback):
         self._snap_dirty = True
         self._refresh_snapshot(player)  # the final numbers; close() (called next) stops the server
 
+    def on_action(self, player: PlayerView, step: int) -> None:
+        self._acting = True  # this player calls on_action: a state copied after a step can wait for it
+        self.hub.release()
+
     def on_step(self, player: PlayerView, step: int) -> None:
         self._steps = step
         now = time.monotonic()
@@ -265,7 +273,7 @@ class FrameStreamer(PlayerCallback):
         # step, however many callbacks ask.
         frame = player.grab_frame() if self.hub.render_on_player_thread else player.grab_frame_deferred()
         if frame is not None:
-            self.hub.submit(frame)
+            self.hub.submit(frame, held=self._acting and self.hold_frames)
 
     # -- status --------------------------------------------------------------------------------
     def _refresh_snapshot(self, player: PlayerView) -> None:
