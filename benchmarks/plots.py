@@ -114,7 +114,42 @@ def paired_stream_plot():
     print("wrote", out)
 
 
+def stream_parts_plot():
+    """One viewer's cost with the policy on the GPU: what it is made of, and the hold for the physics."""
+    parts, hold = load("stream_paired_h100_cuda0_parts"), load("stream_paired_h100_cuda0_hold")
+    if parts is None or hold is None:
+        return
+    panels = [
+        ("What it is made of (68b2d34 + knobs)",
+         [(label, parts["variants"][v]["rows"], "1 client") for v, label in
+          (("base", "draw+encode\n(plain)"), ("norender", "encode only"), ("noencode", "neither"),
+           ("nosend", "nothing sent"))]),
+        ("Held for the physics (125bba7, interleaved)",
+         [(label, hold["rows"], cfg) for cfg, label in
+          (("A/A (1 client, frames off/off)", "A/A"), ("1 client", "1 viewer,\nheld"),
+           ("1 client, not held", "1 viewer,\nnot held"), ("16 clients", "16 viewers,\nheld"))]),
+    ]  # fmt: skip
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    for ax, (title, bars) in zip(axes, panels):
+        for i, (label, rows, cfg) in enumerate(bars):
+            row = {r["config"]: r for r in rows}[cfg]
+            ax.bar(i, row["ratio"], width=0.6, color="tab:grey" if "not held" in label or "plain" in label else "tab:blue")
+            ax.plot([i] * len(row["ratio_runs"]), row["ratio_runs"], "k.", ms=3)
+        ax.axhline(0.95, color="k", ls="--", lw=1)
+        ax.set_xticks(range(len(bars)))
+        ax.set_xticklabels([b[0] for b in bars], fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(0.8, 1.1)
+    axes[0].set_ylabel("steps/s, frames on / off (1 viewer)")
+    fig.suptitle("H100, 1-env BlindGrasping monitor, policy on cuda:0, 640x480 at 30 fps", fontsize=9)
+    fig.tight_layout()
+    out = os.path.join(DOCS, "bench_stream_parts.png")
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     latency_plot()
     stream_plot()
     paired_stream_plot()
+    stream_parts_plot()
