@@ -30,9 +30,13 @@ def env():
 
 
 @pytest.fixture
-def hub():
+def hub(env):
+    """A started hub that has drawn one frame already: its GL context exists, so a draw takes milliseconds
+    and a late frame means a held one."""
     h = FrameHub(render="thread")
     h.start()
+    h.submit(_pending(env))
+    assert h.wait_next(0, timeout=60) is not None
     yield h
     h.close()
 
@@ -41,13 +45,13 @@ def hub():
 def test_a_held_state_is_drawn_after_release_and_not_before(env, hub, monkeypatch):
     monkeypatch.setattr(hub_module, "HOLD_MAX_S", 60.0)  # no time-out here: only release() lets it go
     hub.submit(_pending(env), held=True)
-    assert hub.wait_next(0, timeout=1.0) is None, "a held state was drawn before release()"
-    assert hub.encoded == 0 and hub.held == 0
+    assert hub.wait_next(1, timeout=1.0) is None, "a held state was drawn before release()"
+    assert hub.encoded == 1 and hub.held == 0
     t_release = time.time()
     hub.release()
-    frame = hub.wait_next(0, timeout=30)
+    frame = hub.wait_next(1, timeout=30)
     assert frame is not None and (frame.width, frame.height) == (W, H)
-    assert hub.held == 1 and hub.rendered == 1
+    assert hub.held == 1 and hub.rendered == 2
     hub.release()  # nothing held any more: counts nothing, wakes nobody
     assert hub.held == 1
     assert frame.t_render <= t_release  # the picture is of the state copied before the release
@@ -57,7 +61,7 @@ def test_a_held_state_is_drawn_after_release_and_not_before(env, hub, monkeypatc
 def test_a_held_state_nobody_releases_is_drawn_after_hold_max_s(env, hub):
     t0 = time.monotonic()
     hub.submit(_pending(env), held=True)
-    frame = hub.wait_next(0, timeout=30)
+    frame = hub.wait_next(1, timeout=30)
     waited = time.monotonic() - t0
     assert frame is not None and hub.held == 0
     assert waited >= hub_module.HOLD_MAX_S * 0.9, "drawn after %.3f s: not held" % waited
@@ -67,10 +71,10 @@ def test_a_held_state_nobody_releases_is_drawn_after_hold_max_s(env, hub):
 def test_states_not_held_and_pixels_are_drawn_at_once(env, hub, monkeypatch):
     monkeypatch.setattr(hub_module, "HOLD_MAX_S", 60.0)
     hub.submit(_pending(env))
-    assert hub.wait_next(0, timeout=30) is not None
+    assert hub.wait_next(1, timeout=30) is not None
     pixels = np.zeros((H, W, 3), np.uint8)
     hub.submit(pixels, held=True)  # pixels: already drawn, nothing to hold
-    frame = hub.wait_next(1, timeout=30)
+    frame = hub.wait_next(2, timeout=30)
     assert frame is not None and hub.held == 0
 
 
