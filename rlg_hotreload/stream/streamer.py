@@ -126,7 +126,7 @@ class FrameStreamer(PlayerCallback):
         self._snap_at = 0.0
         self._steps = 0
         self._next_frame_t = 0.0
-        self._acting = False  # the player calls on_action (HotReloadPlayer, CompareRunner do)
+        self._acting = False  # the player calls on_action (HotReloadPlayer, ComparePlayer do)
         # realtime: hold the player to wall-clock speed, watched or not (its own callback). Unwatched too,
         # because a monitor shares its machine with training: sprinting while nobody looks would take the
         # CPU that training needs, for episodes no one sees (frames are still rendered only when watched).
