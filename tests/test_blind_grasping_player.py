@@ -17,7 +17,7 @@ pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
 from helpers.procs import free_port  # noqa: E402
-from helpers.scripted_grasp import ScriptedGrasp, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import ScriptedGrasp, save_checkpoint, streamed_monitor  # noqa: E402
 from helpers.video import decoded_frames  # noqa: E402
 
 from rlg_hotreload import PlayerCallback, build  # noqa: E402
@@ -58,26 +58,14 @@ class PacingClock(PlayerCallback):
 
 @pytest.mark.integration
 def test_real_blind_grasping_player_paces_to_real_time_and_records_at_real_speed(tmp_path):
-    ckpt = tmp_path / "exp" / "nn" / "bg.pth"
-    ckpt.parent.mkdir(parents=True)
-    ready = tmp_path / "stream.json"
-    cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
-         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
-         "stream": {"enabled": True, "port": free_port(), "realtime": True, "readyFile": str(ready),
-                    "width": 160, "height": 120, "fps": 30},
-         "record": {"enabled": True, "dir": str(tmp_path / "videos"), "fps": 30}},
-        preset="test",
-    )  # fmt: skip
-
-    def short_episodes(params):
-        params["config"]["env_config"]["episode_length_s"] = EPISODE_S
-
     clock = PacingClock()
-    player = build.make_player(cfg, [clock], edit=short_episodes)
+    player, _, ckpt, ready = streamed_monitor(
+        tmp_path, [clock], 160, 120, render=None, stream={"realtime": True},
+        extra={"record": {"enabled": True, "dir": str(tmp_path / "videos"), "fps": 30}},
+        env_config={"episode_length_s": EPISODE_S},
+    )  # fmt: skip
     dt = player.control_dt
     assert dt is not None and 0.005 <= dt <= 0.2, "the real env must report its control step, got %r" % dt
-    save_checkpoint(player, str(ckpt))
 
     done = threading.Event()
     frames = []

@@ -17,12 +17,11 @@ import pytest
 mujoco = pytest.importorskip("mujoco")
 pytest.importorskip("flask")
 
-from helpers.procs import free_port  # noqa: E402
-from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, save_checkpoint  # noqa: E402
+from helpers.scripted_grasp import grasping_mjwarp_env, play_watched, streamed_monitor  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import isaacgym_tasks  # noqa: E402
-from rlg_hotreload import PlayerCallback, build  # noqa: E402
+from rlg_hotreload import PlayerCallback  # noqa: E402
 from rlg_hotreload.frame_grab import FrameResolver, PendingFrame  # noqa: E402
 from rlg_hotreload.readyfile import wait_ready_file  # noqa: E402
 from rlg_hotreload.stream import FrameStreamer  # noqa: E402
@@ -115,23 +114,9 @@ class WatchScript(PlayerCallback):
 
 @pytest.mark.integration
 def test_real_player_streams_frames_rendered_off_its_thread_only_while_watched_and_joins_on_stop(tmp_path):
-    ckpt = tmp_path / "exp" / "nn" / "bg.pth"
-    ckpt.parent.mkdir(parents=True)
-    ready = tmp_path / "stream.json"
-    cfg = build.load_config(
-        {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
-         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
-         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "quality": 95,
-                    "width": W, "height": H, "fps": 30}},
-        preset="test",
-    )  # fmt: skip
-
-    def small_frames_short_episodes(params):
-        params["config"]["env_config"].update(render_width=W, render_height=H, episode_length_s=1.0)
-
     script = WatchScript()
-    player = build.make_player(cfg, [script], edit=small_frames_short_episodes)
-    save_checkpoint(player, str(ckpt))
+    player, _, ckpt, ready = streamed_monitor(tmp_path, [script], W, H, render=None, stream={"quality": 95},
+                                              env_config={"episode_length_s": 1.0})  # fmt: skip
     env = player.env
     made = []  # (thread name, renderer) for every renderer of off-thread frames
     make = env.make_frame_renderer

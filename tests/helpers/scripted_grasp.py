@@ -56,10 +56,13 @@ class ScriptedGrasp(PlayerCallback):
             player.request_stop()
 
 
-def streamed_monitor(tmp_path, callbacks, width, height, render="process", fps=30):
+def streamed_monitor(tmp_path, callbacks, width, height, render="process", fps=30, stream=None, extra=None,
+                     env_config=None):  # fmt: skip
     """A real 1-env BlindGrasping HotReloadPlayer (sim=mujoco) streaming ``width`` x ``height`` frames drawn
-    where ``render`` says, and a real checkpoint of it; returns (player, its FrameStreamer, the checkpoint
-    path, the stream's ready file). Play it with :func:`play_watched`."""
+    where ``render`` says (None: the default), and a real checkpoint of it; returns (player, its
+    FrameStreamer, the checkpoint path, the stream's ready file). ``stream``: more ``stream.*`` keys;
+    ``extra``: more top-level keys; ``env_config``: more entries of the env's config. Play it with
+    :func:`play_watched`."""
     from helpers.procs import free_port
     from rlg_hotreload import build
     from rlg_hotreload.stream import FrameStreamer
@@ -67,16 +70,17 @@ def streamed_monitor(tmp_path, callbacks, width, height, render="process", fps=3
     ckpt = tmp_path / "exp" / "nn" / "bg.pth"
     ckpt.parent.mkdir(parents=True)
     ready = tmp_path / "stream.json"
+    stream_cfg = {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": width, "height": height,
+                  "fps": fps, **({} if render is None else {"render": render}), **(stream or {})}  # fmt: skip
     cfg = build.load_config(
         {"task": "BlindGrasping", "sim": "mujoco", "numEnvs": 1, "checkpoint": str(tmp_path / "exp"),
-         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0,
-         "stream": {"enabled": True, "port": free_port(), "readyFile": str(ready), "width": width,
-                    "height": height, "fps": fps, "render": render}},
+         "trainDir": str(tmp_path), "printStats": False, "reloadInterval": 0, "stream": stream_cfg,
+         **(extra or {})},
         preset="test",
     )  # fmt: skip
 
     def sized_frames(params):
-        params["config"]["env_config"].update(render_width=width, render_height=height)
+        params["config"]["env_config"].update(render_width=width, render_height=height, **(env_config or {}))
 
     player = build.make_player(cfg, callbacks, edit=sized_frames)
     save_checkpoint(player, str(ckpt))
