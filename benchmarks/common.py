@@ -92,3 +92,16 @@ def fake_training_checkpoint(model: Any, epoch: int) -> Dict[str, Any]:
         "last_mean_rewards": np.float32(-100.0 + epoch),
         "env_state": None,
     }
+
+
+def stall_ms_per_frame(on: Sequence[float], off: Sequence[float], frames: int) -> float:
+    """Player time one drawn frame costs in the longest steps (ms): the ``frames`` longest step times of
+    the "on" stretches minus as many of the longest "off" ones (scaled to the same number of steps),
+    over ``frames``. Unlike a steps/s ratio, this barely moves with the drift of a 1-env monitor's pace."""
+    if frames <= 0 or not on or not off:
+        return 0.0
+    frames = min(frames, len(on))
+    k_off = max(1, round(frames * len(off) / len(on)))
+    top_on = sum(sorted(on)[-frames:])
+    top_off = sum(sorted(off)[-k_off:]) * frames / k_off
+    return 1e3 * (top_on - top_off) / frames

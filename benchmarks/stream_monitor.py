@@ -48,6 +48,9 @@ class StepClock(PlayerCallback):
         self.steps = 0
         self.cpu_s = 0.0
         self.started = threading.Event()
+        self.record = False  # while True, each step's wall time is appended to ``durations``
+        self.durations: List[float] = []
+        self._t = 0.0
 
     def on_start(self, player: Any) -> None:
         self.started.set()
@@ -55,6 +58,10 @@ class StepClock(PlayerCallback):
     def on_step(self, player: Any, step: int) -> None:
         self.steps = step
         self.cpu_s = time.thread_time()
+        t = time.perf_counter()
+        if self.record:
+            self.durations.append(t - self._t)
+        self._t = t
 
 
 def _window(player: Any, clock: StepClock, hub: Any, url: str, name: str, n: int, render: str,

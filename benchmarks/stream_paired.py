@@ -20,6 +20,8 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
+from common import stall_ms_per_frame
+
 #: (name, clients, frames in the "on" halves, FrameStreamer.hold_frames in them)
 CONFIGS: List[Tuple[str, int, bool, bool]] = [
     ("A/A (1 client, frames off/off)", 1, False, True),
@@ -42,15 +44,23 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
     load0 = os.getloadavg()[0]
     acc = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}  # half "on" / "off": steps, seconds, player CPU s
     e0, s0, h0 = hub.encoded, hub.sent, getattr(hub, "held", 0)
+    durs: Dict[bool, List[float]] = {True: [], False: []}
+    drawn = 0
     for k in range(args.pairs):
         for half in (True, False) if k % 2 == 0 else (False, True):
             streamer.frames_on = frames and half
+            time.sleep(0.05)  # a frame asked for in the last half lands outside this one
+            clock.durations, clock.record = [], True
             steps, cpu, t0 = clock.steps, clock.cpu_s, time.perf_counter()
+            e_half = hub.encoded
             time.sleep(args.half)
             a = acc[half]
             a[0] += clock.steps - steps
             a[1] += time.perf_counter() - t0
             a[2] += clock.cpu_s - cpu
+            clock.record = False
+            durs[half] += clock.durations
+            drawn += hub.encoded - e_half if half else 0
     streamer.frames_on = streamer.hold_frames = True
     encoded, sent, held = hub.encoded - e0, hub.sent - s0, getattr(hub, "held", 0) - h0
     proc.communicate(timeout=total + 60)
@@ -58,6 +68,7 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
     (son, ton, con), (soff, toff, coff) = acc[True], acc[False]
     return {
         "clients": n, "frames": frames, "hold": hold, "ratio": (son / ton) / (soff / toff),
+        "stall_ms_per_frame": stall_ms_per_frame(durs[True], durs[False], drawn),
         "cpu_ratio": (coff / max(soff, 1)) / (con / max(son, 1)),
         "steps_per_s_on": son / ton, "steps_per_s_off": soff / toff,
         "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "held_per_s_on": held / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
@@ -79,25 +90,27 @@ def run(args: Any, script: str) -> Dict[str, Any]:
             for name, n, frames, hold in configs[k:] + configs[:k]:
                 r = _pairs(clock, streamer, n, frames, hold, args, script)
                 rows[name].append(r)
-                print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  load %.2f" % (
-                    rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["load1_start"]),
-                    flush=True)  # fmt: skip
+                print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  stall %.2f ms/frame  load %.2f" % (
+                    rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["stall_ms_per_frame"],
+                    r["load1_start"]), flush=True)  # fmt: skip
 
     drive(player, clock, ckpt, args.warmup, measure)
     table = []
     print("\nBlindGrasping monitor (sim=mujoco, 1 env, unpaced), 640x480 at %g fps, policy on %s, MUJOCO_GL=%s;"
           " %d runs of %d pairs of %g s halves" % (args.fps, args.rl_device, os.environ.get("MUJOCO_GL", "(unset)"),
                                                    args.repeat, args.pairs, args.half))  # fmt: skip
-    print("%-32s %8s %22s %7s %9s %8s %8s %7s" % ("config", "on/off", "runs", "cpu x", "steps/s", "enc/s",
-                                                   "sends/s", "load"))  # fmt: skip
+    print("%-32s %8s %22s %7s %9s %8s %8s %7s %9s" % ("config", "on/off", "runs", "cpu x", "steps/s", "enc/s",
+                                                       "sends/s", "load", "stall ms"))  # fmt: skip
     for name, _, _, _ in configs:
         runs = rows[name]
         med = {k: statistics.median(r[k] for r in runs) for k in ("ratio", "cpu_ratio", "steps_per_s_off",
-                                                                  "encodes_per_s_on", "sends_per_s_on", "load1_start")}  # fmt: skip
+                                                                  "encodes_per_s_on", "sends_per_s_on", "load1_start",
+                                                                  "stall_ms_per_frame")}  # fmt: skip
         table.append(dict(med, config=name, ratio_runs=[r["ratio"] for r in runs], repeats=runs))
-        print("%-32s %8.3f %22s %7.3f %9.0f %8.1f %8.1f %7.2f" % (
+        print("%-32s %8.3f %22s %7.3f %9.0f %8.1f %8.1f %7.2f %9.2f" % (
             name, med["ratio"], " ".join("%.3f" % r["ratio"] for r in runs), med["cpu_ratio"],
-            med["steps_per_s_off"], med["encodes_per_s_on"], med["sends_per_s_on"], med["load1_start"]))  # fmt: skip
+            med["steps_per_s_off"], med["encodes_per_s_on"], med["sends_per_s_on"], med["load1_start"],
+            med["stall_ms_per_frame"]))  # fmt: skip
     print("load average 1/5/15 min now: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     return {"task": "BlindGrasping", "sim": "mujoco", "num_envs": 1, "fps_cap": args.fps, "size": [640, 480],
             "method": "paired halves", "pairs": args.pairs, "half_s": args.half, "repeat": args.repeat,

@@ -64,6 +64,10 @@ class BlindGraspingConfig:
     control_substeps: int = 10
     render_width: int = 640
     render_height: int = 480
+    #: shadow map size (pixels a side) of the frames drawn for the stream and the recorder; the asset's
+    #: 2048 (viewer, ``render()``) costs a compute GPU (H100) ~0.9 ms per frame, stalling a policy on that
+    #: GPU as long; 1024 half that, with 0.04 % of a 640x480 frame's pixels changed (docs/benchmarks.md §5)
+    render_shadow_size: int = 1024
     num_threads: int = 1
     #: compare mode: the envs form this many equal groups; env i of every group starts its j-th episode
     #: from the same state (per-index reset streams instead of one shared stream). 1 = one shared stream.
@@ -132,7 +136,8 @@ class BlindGraspingConfig:
             resolve_device(getattr(self, key), key)
         if not isinstance(self.graphics_device_id, int) or self.graphics_device_id < -1:
             raise ValueError("graphics_device_id={!r} must be an integer >= -1".format(self.graphics_device_id))
-        for key in ("control_substeps", "render_width", "render_height", "num_threads", "reset_groups"):
+        for key in ("control_substeps", "render_width", "render_height", "render_shadow_size", "num_threads",
+                    "reset_groups"):
             val = getattr(self, key)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError("{}={!r} must be an integer >= 1".format(key, val))

@@ -88,13 +88,13 @@ def streamed_monitor(tmp_path, callbacks, width, height, render="process", fps=3
     return player, streamer, ckpt, ready
 
 
-def grasping_mjwarp_env(width, height, steps=15, num_envs=2):
+def grasping_mjwarp_env(width, height, steps=15, num_envs=2, **env_config):
     """A MuJoCo Warp BlindGrasping env (warp's CPU device) that has played ``steps`` steps of the scripted
     grasp: world 0 then holds a scene worth drawing (the hand closing on the box). Close it after use."""
     import isaacgym_tasks
 
     env = isaacgym_tasks.make_env(num_envs, sim="mjwarp", sim_device="cpu", rl_device="cpu",
-                                  render_width=width, render_height=height)  # fmt: skip
+                                  render_width=width, render_height=height, **env_config)  # fmt: skip
     for k in range(steps):
         env.step(grasp_action(k, num_envs))
     return env
