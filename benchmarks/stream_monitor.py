@@ -132,7 +132,13 @@ def make_monitor(args: Any) -> Tuple[Any, StepClock, Any, str]:
         preset="test",
     )  # fmt: skip
     clock = StepClock()
-    player = build.make_player(cfg, [clock])
+    shadow = getattr(args, "render_shadow_size", None)
+
+    def env_config(params: Dict[str, Any]) -> None:
+        if shadow is not None:
+            params["config"]["env_config"]["render_shadow_size"] = shadow
+
+    player = build.make_player(cfg, [clock], edit=env_config)
     save_checkpoint(player, ckpt)
     streamer = next(cb for cb in player.callbacks.callbacks if isinstance(cb, FrameStreamer))
     return player, clock, streamer, ckpt

@@ -114,4 +114,5 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     print("load average 1/5/15 min now: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     return {"task": "BlindGrasping", "sim": "mujoco", "num_envs": 1, "fps_cap": args.fps, "size": [640, 480],
             "method": "paired halves", "pairs": args.pairs, "half_s": args.half, "repeat": args.repeat,
-            "rl_device": args.rl_device, "rows": table}  # fmt: skip
+            "rl_device": args.rl_device, "render_shadow_size": getattr(args, "render_shadow_size", None),
+            "rows": table}  # fmt: skip
