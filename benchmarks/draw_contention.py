@@ -2,7 +2,7 @@
 
 Usage (GPU machine): PYTHONPATH=$PWD MUJOCO_GL=egl python benchmarks/draw_contention.py \
            [--variants none,full,msaa0,...] [--pairs 16] [--half 0.5] [--repeat 3] \
-           [--rl-device cuda:0] [--fps 30] [--out NAME]
+           [--rl-device cuda:0] [--fps 30] [--drawer-nice N] [--out NAME]
 
 Why this exists next to ``stream.py --paired``: that benchmark measures the whole monitor (rl-games
 player, hub, frame process, viewers) and found the cost of watching to sit in the GL draw (benchmarks.md
@@ -28,7 +28,7 @@ A drawer process (its own GL context, as the stream's frame process) draws the t
 - ``lowprio``: as ``full`` from a context asking ``EGL_IMG_context_priority`` LOW (printed: granted?).
 
 Steps/s are counted in halves switched on/off in the order on, off, off, on, ... (a drift cancels);
-each row's ratio is on/off, its median over ``--repeat`` runs. Also printed: the player time one
+each row's ratio is on/off, its median over ``--repeat`` runs. ``--drawer-nice`` renices the drawer. Also printed: the player time one
 frame costs (ms), and the step-time tail in "on" vs "off" halves (one long stall per frame, or a
 spread cost?).
 """
@@ -85,7 +85,7 @@ def _granted_priority() -> str:
     return "extension %s, granted 0x%x (LOW 0x3103, MEDIUM 0x3102)" % ("offered" if has else "absent", v.value)
 
 
-def drawer(variant: str, renderer_path: str, fps: float) -> None:
+def drawer(variant: str, renderer_path: str, fps: float, nice: int = 0) -> None:
     """Draw at ``fps`` while the last line read from stdin is "1"; "q" ends it (prints a JSON summary)."""
     import mujoco
     import numpy as np
@@ -94,6 +94,8 @@ def drawer(variant: str, renderer_path: str, fps: float) -> None:
 
     if variant == "lowprio":
         _low_priority_contexts()
+    if nice:
+        os.nice(nice)
     with open(renderer_path, "rb") as f:
         frame_renderer, flat = pickle.load(f)
     state = frame_renderer.unpack(flat)
@@ -205,7 +207,7 @@ def _tail(durs: List[float]) -> Dict[str, float]:
 
 def _run_variant(loop: Loop, variant: str, renderer_path: str, args: Any) -> Dict[str, Any]:
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--drawer", variant, "--renderer", renderer_path,
-                             "--fps", str(args.fps)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+                             "--fps", str(args.fps), "--drawer-nice", str(args.drawer_nice)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
     hello = json.loads(proc.stdout.readline() or "{}")
     if not hello.get("ready"):
@@ -253,12 +255,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--fps", type=float, default=30.0)
     p.add_argument("--rl-device", default="cuda:0")
+    p.add_argument("--drawer-nice", type=int, default=0, help="the drawer process's niceness increment")
     p.add_argument("--out", default=None, help="results JSON name in benchmarks/results/")
     p.add_argument("--drawer", default=None, help=argparse.SUPPRESS)
     p.add_argument("--renderer", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.drawer:
-        drawer(args.drawer, args.renderer, args.fps)
+        drawer(args.drawer, args.renderer, args.fps, args.drawer_nice)
         return
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     bad = [v for v in variants if v not in VARIANTS]

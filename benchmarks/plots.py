@@ -148,8 +148,46 @@ def stream_parts_plot():
     print("wrote", out)
 
 
+def draw_stall_plot():
+    """What a drawn frame stalls a CUDA policy for, by the frame's look; the real monitor's A/B of the shadow map."""
+    looks, s1024, s2048 = (load(n) for n in ("draw_contention_h100_looks", "stream_paired_h100_shadow1024",
+                                             "stream_paired_h100_shadow2048"))  # fmt: skip
+    if looks is None or s1024 is None or s2048 is None:
+        return
+    order = [("full", "as drawn\nbefore"), ("norefl", "no\nreflection"), ("msaa2", "2x MSAA"),
+             ("shadow1024", "1024²\nshadow map"), ("msaa0", "no MSAA"), ("noshadow", "no\nshadows"),
+             ("bare", "none of\nthose"), ("tiny", "1 pixel")]  # fmt: skip
+    rows = {r["variant"]: r for r in looks["rows"]}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    ax = axes[0]
+    for i, (v, _) in enumerate(order):
+        runs = [r["stall_ms_per_frame"] for r in rows[v]["runs"]]
+        ax.bar(i, rows[v]["stall_ms_per_frame"], width=0.6, color="tab:blue" if v == "shadow1024" else "tab:grey")
+        ax.plot([i] * len(runs), runs, "k.", ms=3)
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([label for _, label in order], fontsize=8)
+    ax.set_ylabel("policy stall per drawn frame (ms)")
+    ax.set_title("A 1-env loop, policy on cuda:0; another process draws at 30 fps (draw_contention.py)", fontsize=9)
+    ax = axes[1]
+    for i, (d, label) in enumerate(((s2048, "2048² (before)"), (s1024, "1024² (now)"))):
+        row = {r["config"]: r for r in d["rows"]}["1 client"]
+        runs = [r["stall_ms_per_frame"] for r in row["repeats"]]
+        ax.bar(i, row["stall_ms_per_frame"], width=0.6, color="tab:blue" if "now" in label else "tab:grey")
+        ax.plot([i] * len(runs), runs, "k.", ms=3)
+        ax.text(i, max(runs) + 0.05, "%.3fx" % row["ratio"], ha="center", fontsize=8)
+    ax.set_xticks([0, 1])
+    ax.set_xticklabels(["2048² (before)", "1024² (now)"], fontsize=8)
+    ax.set_title("The real monitor, 1 viewer (label: steps/s on/off)", fontsize=9)
+    fig.suptitle("H100 (GPU EGL), BlindGrasping frames 640x480; dots: runs", fontsize=9)
+    fig.tight_layout()
+    out = os.path.join(DOCS, "bench_draw_stall.png")
+    fig.savefig(out, dpi=110)
+    print("wrote", out)
+
+
 if __name__ == "__main__":
     latency_plot()
     stream_plot()
     paired_stream_plot()
     stream_parts_plot()
+    draw_stall_plot()

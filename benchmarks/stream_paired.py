@@ -68,7 +68,8 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
     (son, ton, con), (soff, toff, coff) = acc[True], acc[False]
     return {
         "clients": n, "frames": frames, "hold": hold, "ratio": (son / ton) / (soff / toff),
-        "stall_ms_per_frame": stall_ms_per_frame(durs[True], durs[False], drawn),
+        # A/A: as many of the longest steps as 30 fps would draw frames: the metric's own floor
+        "stall_ms_per_frame": stall_ms_per_frame(durs[True], durs[False], drawn if frames else round(args.fps * ton)),
         "cpu_ratio": (coff / max(soff, 1)) / (con / max(son, 1)),
         "steps_per_s_on": son / ton, "steps_per_s_off": soff / toff,
         "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "held_per_s_on": held / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
