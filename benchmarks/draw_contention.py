@@ -23,6 +23,7 @@ A drawer process (its own GL context, as the stream's frame process) draws the t
   (scene flags); ``bare``: ``plain`` and ``msaa0``;
 - ``offsize`` / ``offsize1024``: as ``full`` / ``shadow1024`` with the offscreen buffer of the frame's
   size (640x480) instead of the asset's (1280x960);
+- ``s1024msaa2``: ``shadow1024`` with 2x multisampling;
 - ``tiny``: a 1x1 rectangle drawn and 1 pixel read back: GL's smallest round trip (context switch);
 - ``cpu``: ``full``'s CPU part only (``mj_forward``, the scene, an encode of the last frame), no GL;
 - ``lowprio``: as ``full`` from a context asking ``EGL_IMG_context_priority`` LOW (printed: granted?).
@@ -58,6 +59,7 @@ LOOKS = {"full": (None, None, True, True, False), "msaa0": (0, None, True, True,
          "noshadow": (None, None, False, True, False), "norefl": (None, None, True, False, False),
          "plain": (None, None, False, False, False), "bare": (0, None, False, False, False),
          "offsize": (None, None, True, True, True), "offsize1024": (None, 1024, True, True, True),
+         "s1024msaa2": (2, 1024, True, True, False),
          "lowprio": (None, None, True, True, False), "cpu": (None, None, True, True, False)}  # fmt: skip
 VARIANTS = ("none", "tiny") + tuple(LOOKS)
 
