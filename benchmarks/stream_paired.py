@@ -31,6 +31,16 @@ CONFIGS: List[Tuple[str, int, bool, bool]] = [
 ]
 
 
+def _cpu_s(pid: Any) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far, all its threads; 0.0 if it is gone or unknown."""
+    try:
+        with open("/proc/%d/stat" % int(pid)) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, TypeError, IndexError):
+        return 0.0
+
+
 def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: Any, script: str) -> Dict[str, Any]:
     hub = streamer.hub
     streamer.hold_frames = hold
@@ -43,6 +53,8 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
     time.sleep(args.warmup)  # viewers handed over to the frame process (where it serves them) meanwhile
     load0 = os.getloadavg()[0]
     acc = {True: [0, 0.0, 0.0], False: [0, 0.0, 0.0]}  # half "on" / "off": steps, seconds, player CPU s
+    others = {True: [0.0, 0.0], False: [0.0, 0.0]}  # CPU s of the frame process, of the viewers' process
+    frame_pid = hub.render_info.get("pid")
     e0, s0, h0 = hub.encoded, hub.sent, getattr(hub, "held", 0)
     durs: Dict[bool, List[float]] = {True: [], False: []}
     drawn = 0
@@ -53,7 +65,11 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
             clock.durations, clock.record = [], True
             steps, cpu, t0 = clock.steps, clock.cpu_s, time.perf_counter()
             e_half = hub.encoded
+            frame_pid = hub.render_info.get("pid") or frame_pid  # (started at the first frame)
+            fp0, rd0 = _cpu_s(frame_pid), _cpu_s(proc.pid)
             time.sleep(args.half)
+            others[half][0] += _cpu_s(frame_pid) - fp0
+            others[half][1] += _cpu_s(proc.pid) - rd0
             a = acc[half]
             a[0] += clock.steps - steps
             a[1] += time.perf_counter() - t0
@@ -71,6 +87,9 @@ def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: An
         # A/A: as many of the longest steps as 30 fps would draw frames: the metric's own floor
         "stall_ms_per_frame": stall_ms_per_frame(durs[True], durs[False], drawn if frames else round(args.fps * ton)),
         "cpu_ratio": (coff / max(soff, 1)) / (con / max(son, 1)),
+        # share of one core used by the frame process and by the viewers' (reader) process, halves on / off
+        "frameproc_cores_on": others[True][0] / ton, "frameproc_cores_off": others[False][0] / toff,
+        "viewers_cores_on": others[True][1] / ton, "viewers_cores_off": others[False][1] / toff,
         "steps_per_s_on": son / ton, "steps_per_s_off": soff / toff,
         "encodes_per_s_on": encoded / ton, "sends_per_s_on": sent / ton, "held_per_s_on": held / ton, "handed_over": getattr(hub, "handed_over", 0),  # (absent before the hand-over: A/B runs)
         "render_info": hub.render_info, "load1_start": load0, "load1_end": os.getloadavg()[0],
@@ -91,27 +110,30 @@ def run(args: Any, script: str) -> Dict[str, Any]:
             for name, n, frames, hold in configs[k:] + configs[:k]:
                 r = _pairs(clock, streamer, n, frames, hold, args, script)
                 rows[name].append(r)
-                print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  stall %.2f ms/frame  load %.2f" % (
+                print("  run %d %-32s on/off %.3f  (%5.0f / %5.0f steps/s)  stall %.2f ms/frame  cores: frame "
+                      "process %.2f, viewers %.2f  load %.2f" % (
                     rep + 1, name, r["ratio"], r["steps_per_s_on"], r["steps_per_s_off"], r["stall_ms_per_frame"],
-                    r["load1_start"]), flush=True)  # fmt: skip
+                    r["frameproc_cores_on"], r["viewers_cores_on"], r["load1_start"]), flush=True)  # fmt: skip
 
     drive(player, clock, ckpt, args.warmup, measure)
     table = []
     print("\nBlindGrasping monitor (sim=mujoco, 1 env, unpaced), 640x480 at %g fps, policy on %s, MUJOCO_GL=%s;"
           " %d runs of %d pairs of %g s halves" % (args.fps, args.rl_device, os.environ.get("MUJOCO_GL", "(unset)"),
                                                    args.repeat, args.pairs, args.half))  # fmt: skip
-    print("%-32s %8s %22s %7s %9s %8s %8s %7s %9s" % ("config", "on/off", "runs", "cpu x", "steps/s", "enc/s",
-                                                       "sends/s", "load", "stall ms"))  # fmt: skip
+    print("%-32s %8s %22s %7s %9s %8s %8s %7s %9s %10s %9s" % ("config", "on/off", "runs", "cpu x", "steps/s",
+                                                               "enc/s", "sends/s", "load", "stall ms", "framep. c",
+                                                               "viewers c"))  # fmt: skip
     for name, _, _, _ in configs:
         runs = rows[name]
         med = {k: statistics.median(r[k] for r in runs) for k in ("ratio", "cpu_ratio", "steps_per_s_off",
                                                                   "encodes_per_s_on", "sends_per_s_on", "load1_start",
-                                                                  "stall_ms_per_frame")}  # fmt: skip
+                                                                  "stall_ms_per_frame", "frameproc_cores_on",
+                                                                  "viewers_cores_on")}  # fmt: skip
         table.append(dict(med, config=name, ratio_runs=[r["ratio"] for r in runs], repeats=runs))
-        print("%-32s %8.3f %22s %7.3f %9.0f %8.1f %8.1f %7.2f %9.2f" % (
+        print("%-32s %8.3f %22s %7.3f %9.0f %8.1f %8.1f %7.2f %9.2f %10.2f %9.2f" % (
             name, med["ratio"], " ".join("%.3f" % r["ratio"] for r in runs), med["cpu_ratio"],
             med["steps_per_s_off"], med["encodes_per_s_on"], med["sends_per_s_on"], med["load1_start"],
-            med["stall_ms_per_frame"]))  # fmt: skip
+            med["stall_ms_per_frame"], med["frameproc_cores_on"], med["viewers_cores_on"]))  # fmt: skip
     print("load average 1/5/15 min now: %s" % " ".join("%.2f" % x for x in os.getloadavg()))
     return {"task": "BlindGrasping", "sim": "mujoco", "num_envs": 1, "fps_cap": args.fps, "size": [640, 480],
             "method": "paired halves", "pairs": args.pairs, "half_s": args.half, "repeat": args.repeat,
