@@ -149,8 +149,11 @@ def test_frames_for_watchers_draw_a_smaller_shadow_map_and_look_the_same():
         for bad in (0, 1.5, True, "1024"):
             with pytest.raises(ValueError, match="render_shadow_size=.*integer >= 1"):
                 isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=bad)
-        big = isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=4096).make_frame_renderer()
-        assert big.model.vis.quality.shadowsize == 2048, "never above the asset's map"
+        big = isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=4096)
+        try:
+            assert big.make_frame_renderer().model.vis.quality.shadowsize == 2048, "never above the asset's map"
+        finally:
+            big.close()
     finally:
         env.close()
 
