@@ -40,6 +40,7 @@ import json
 import os
 import pickle
 import queue
+import select
 import statistics
 import subprocess
 import sys
@@ -207,11 +208,19 @@ def _tail(durs: List[float]) -> Dict[str, float]:
     return {"p50_ms": 1e3 * s[len(s) // 2], "p99_ms": 1e3 * s[int(0.99 * (len(s) - 1))], "max_ms": 1e3 * s[-1]}
 
 
+def _line(proc: "subprocess.Popen[str]", timeout: float) -> Dict[str, Any]:
+    """The drawer's next JSON line, waiting at most ``timeout`` s ({} when none came)."""
+    assert proc.stdout is not None
+    if not select.select([proc.stdout], [], [], timeout)[0]:
+        return {}
+    return json.loads(proc.stdout.readline() or "{}")
+
+
 def _run_variant(loop: Loop, variant: str, renderer_path: str, args: Any) -> Dict[str, Any]:
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--drawer", variant, "--renderer", renderer_path,
                              "--fps", str(args.fps), "--drawer-nice", str(args.drawer_nice)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert proc.stdin is not None and proc.stdout is not None
-    hello = json.loads(proc.stdout.readline() or "{}")
+    hello = _line(proc, 120)
     if not hello.get("ready"):
         raise RuntimeError("drawer %s did not start" % variant)
 
@@ -237,7 +246,7 @@ def _run_variant(loop: Loop, variant: str, renderer_path: str, args: Any) -> Dic
             durs[half] += loop.durations
     say("1")
     say("q")
-    summary = json.loads(proc.stdout.readline() or "{}")
+    summary = _line(proc, 60)
     proc.wait(30)
     on, off = acc[True][0] / acc[True][1], acc[False][0] / acc[False][1]
     ratio = on / off

@@ -20,6 +20,7 @@ import sys
 import time
 from typing import Any, Dict, List, Tuple
 
+import psutil
 from common import stall_ms_per_frame
 
 #: (name, clients, frames in the "on" halves, FrameStreamer.hold_frames in them)
@@ -32,13 +33,12 @@ CONFIGS: List[Tuple[str, int, bool, bool]] = [
 
 
 def _cpu_s(pid: Any) -> float:
-    """CPU seconds (user + system) of process ``pid`` so far, all its threads; 0.0 if it is gone or unknown."""
+    """CPU seconds (user + system, all threads) of process ``pid`` so far; 0.0 if it is gone or unknown."""
     try:
-        with open("/proc/%d/stat" % int(pid)) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, TypeError, IndexError):
+        t = psutil.Process(int(pid)).cpu_times()
+    except (psutil.Error, TypeError, ValueError):
         return 0.0
+    return t.user + t.system
 
 
 def _pairs(clock: Any, streamer: Any, n: int, frames: bool, hold: bool, args: Any, script: str) -> Dict[str, Any]:
