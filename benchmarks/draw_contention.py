@@ -23,7 +23,8 @@ A drawer process (its own GL context, as the stream's frame process) draws the t
   (scene flags); ``bare``: ``plain`` and ``msaa0``;
 - ``offsize`` / ``offsize1024``: as ``full`` / ``shadow1024`` with the offscreen buffer of the frame's
   size (640x480) instead of the asset's (1280x960);
-- ``s1024msaa2``: ``shadow1024`` with 2x multisampling;
+- ``s1024msaa2`` / ``s1024msaa0``: ``shadow1024`` with 2x / no multisampling; ``shadow512``: a 512² map;
+- ``ss2``: ``s1024msaa0`` drawn at twice the width and height, then halved (2x2 pixels averaged: Pillow);
 - ``tiny``: a 1x1 rectangle drawn and 1 pixel read back: GL's smallest round trip (context switch);
 - ``cpu``: ``full``'s CPU part only (``mj_forward``, the scene, an encode of the last frame), no GL;
 - ``lowprio``: as ``full`` from a context asking ``EGL_IMG_context_priority`` LOW (printed: granted?).
@@ -60,7 +61,8 @@ LOOKS = {"full": (None, None, True, True, False), "msaa0": (0, None, True, True,
          "noshadow": (None, None, False, True, False), "norefl": (None, None, True, False, False),
          "plain": (None, None, False, False, False), "bare": (0, None, False, False, False),
          "offsize": (None, None, True, True, True), "offsize1024": (None, 1024, True, True, True),
-         "s1024msaa2": (2, 1024, True, True, False),
+         "s1024msaa2": (2, 1024, True, True, False), "s1024msaa0": (0, 1024, True, True, False),
+         "shadow512": (None, 512, True, True, False), "ss2": (0, 1024, True, True, False),
          "lowprio": (None, None, True, True, False), "cpu": (None, None, True, True, False)}  # fmt: skip
 VARIANTS = ("none", "tiny") + tuple(LOOKS)
 
@@ -92,6 +94,7 @@ def drawer(variant: str, renderer_path: str, fps: float, nice: int = 0) -> None:
     """Draw at ``fps`` while the last line read from stdin is "1"; "q" ends it (prints a JSON summary)."""
     import mujoco
     import numpy as np
+    from PIL import Image
 
     from rlg_hotreload.stream.frames import encode_jpeg
 
@@ -121,7 +124,8 @@ def drawer(variant: str, renderer_path: str, fps: float, nice: int = 0) -> None:
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, mjr)
         dot, rect = np.zeros((1, 1, 3), np.uint8), mujoco.MjrRect(0, 0, 1, 1)
     else:
-        renderer = mujoco.Renderer(m, h, w)
+        ss = 2 if variant == "ss2" else 1
+        renderer = mujoco.Renderer(m, ss * h, ss * w)
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = shadows
         renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = reflections
         mujoco.mj_forward(m, d)
@@ -154,6 +158,8 @@ def drawer(variant: str, renderer_path: str, fps: float, nice: int = 0) -> None:
             renderer.update_scene(d, camera="front")
             if variant != "cpu":
                 pixels = renderer.render()
+            if variant == "ss2":
+                pixels = np.asarray(Image.fromarray(pixels).reduce(2))
             encode_jpeg(pixels, 80, None)
         busy += time.perf_counter() - t0
         frames += 1

@@ -259,6 +259,8 @@ def main() -> None:
     )
     ap.add_argument("--render-shadow-size", type=int, default=None,
                     help="BlindGrasping: env_config render_shadow_size of the watched frames (default: the task's)")
+    ap.add_argument("--render-samples", type=int, default=None,
+                    help="BlindGrasping: env_config render_samples (MSAA) of the watched frames (default: the task's)")
     ap.add_argument("--rl-device", default="auto", help="BlindGrasping: the monitor policy's device (auto, cpu, cuda:0)")
     ap.add_argument("--repeat", type=int, default=3, help="interleaved repeats; the table shows medians")
     ap.add_argument("--only", nargs="+", default=None,

@@ -132,11 +132,12 @@ def make_monitor(args: Any) -> Tuple[Any, StepClock, Any, str]:
         preset="test",
     )  # fmt: skip
     clock = StepClock()
-    shadow = getattr(args, "render_shadow_size", None)
+    looks = {k: getattr(args, k, None) for k in ("render_shadow_size", "render_samples")}
 
     def env_config(params: Dict[str, Any]) -> None:
-        if shadow is not None:
-            params["config"]["env_config"]["render_shadow_size"] = shadow
+        for key, value in looks.items():
+            if value is not None:
+                params["config"]["env_config"][key] = value
 
     player = build.make_player(cfg, [clock], edit=env_config)
     save_checkpoint(player, ckpt)

@@ -138,4 +138,5 @@ def run(args: Any, script: str) -> Dict[str, Any]:
     return {"task": "BlindGrasping", "sim": "mujoco", "num_envs": 1, "fps_cap": args.fps, "size": [640, 480],
             "method": "paired halves", "pairs": args.pairs, "half_s": args.half, "repeat": args.repeat,
             "rl_device": args.rl_device, "render_shadow_size": getattr(args, "render_shadow_size", None),
+            "render_samples": getattr(args, "render_samples", None),
             "rows": table}  # fmt: skip

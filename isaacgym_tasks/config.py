@@ -68,6 +68,10 @@ class BlindGraspingConfig:
     #: 2048 (viewer, ``render()``) costs a compute GPU (H100) ~0.9 ms per frame, stalling a policy on that
     #: GPU as long; 1024 half that, with 0.04 % of a 640x480 frame's pixels changed (docs/benchmarks.md §5)
     render_shadow_size: int = 1024
+    #: multisampling (MSAA samples per pixel) of the same frames, at most the asset's 4 (viewer, ``render()``);
+    #: on an H100 the 4x resolve is most of what is left of a frame's GPU time (stall ~0.55 ms -> ~0.2 ms
+    #: without it); at 640x480 after the JPEG encode the edges barely change (docs/benchmarks.md §5)
+    render_samples: int = 0
     num_threads: int = 1
     #: compare mode: the envs form this many equal groups; env i of every group starts its j-th episode
     #: from the same state (per-index reset streams instead of one shared stream). 1 = one shared stream.
@@ -141,6 +145,9 @@ class BlindGraspingConfig:
             val = getattr(self, key)
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
                 raise ValueError("{}={!r} must be an integer >= 1".format(key, val))
+        samples = self.render_samples
+        if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
+            raise ValueError("render_samples={!r} must be an integer >= 0 (0 = no multisampling)".format(samples))
         if not isinstance(self.headless, bool):
             raise ValueError("headless={!r} must be true or false".format(self.headless))
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):

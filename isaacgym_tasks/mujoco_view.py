@@ -71,8 +71,9 @@ class MjFrameRenderer:
     def __init__(self, model: mujoco.MjModel, cfg: BlindGraspingConfig) -> None:
         check_render_size(model, cfg)
         self.model = copy.copy(model)  # a deep copy: each snapshot writes its box size here
-        quality = self.model.vis.quality  # the frames' shadow map, at most render_shadow_size (config.py: why)
+        quality = self.model.vis.quality  # the frames' shadow map and MSAA, at most the keys' (config.py: why)
         quality.shadowsize = min(int(quality.shadowsize), cfg.render_shadow_size)
+        quality.offsamples = min(int(quality.offsamples), cfg.render_samples)
         self.data = mujoco.MjData(self.model)
         self.cfg = cfg
         self._renderer: Optional[mujoco.Renderer] = None

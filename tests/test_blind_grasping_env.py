@@ -129,29 +129,33 @@ def test_render_returns_an_rgb_frame_of_the_configured_size():
         isaacgym_tasks.make_env(1, sim="mujoco", render_width=4000).render()
 
 
-def test_frames_for_watchers_draw_a_smaller_shadow_map_and_look_the_same():
+def test_frames_for_watchers_draw_a_smaller_shadow_map_without_msaa_and_look_the_same():
     env = isaacgym_tasks.make_env(1, sim="mujoco", render_width=640, render_height=480)
     try:
         for k in range(25):  # the hand closes on the box: shadows of fingers and box on the table
             env.step(grasp_action(k, 1))
-        reference = env.render().astype(np.int16)  # the asset's 2048² shadow map
+        reference = env.render().astype(np.int16)  # the asset's 2048² shadow map and 4x MSAA
+        quality = env.models[0].vis.quality
+        assert (quality.shadowsize, quality.offsamples) == (2048, 4), "the env's own renderer keeps the asset's"
         frames = env.make_frame_renderer()
         try:
-            assert env.models[0].vis.quality.shadowsize == 2048, "the env's own renderer keeps the asset's map"
-            assert frames.model.vis.quality.shadowsize == 1024
+            assert (frames.model.vis.quality.shadowsize, frames.model.vis.quality.offsamples) == (1024, 0)
             got = frames.render(env.render_state()).astype(np.int16)
         finally:
             frames.close()
         assert got.std() > 10, "nothing drawn"
         changed = np.abs(got - reference).max(axis=-1) > 8
-        assert changed.mean() < 0.005, "more than 0.5 % of the pixels look different"
-        assert np.abs(got - reference).mean() < 0.2
-        for bad in (0, 1.5, True, "1024"):
-            with pytest.raises(ValueError, match="render_shadow_size=.*integer >= 1"):
-                isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=bad)
-        big = isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=4096)
+        assert changed.mean() < 0.01, "more than 1 % of the pixels look different (edges and shadow borders)"
+        assert np.abs(got - reference).mean() < 0.3
+        for key, bad, allowed in (("render_shadow_size", (0, 1.5, True, "1024"), "integer >= 1"),
+                                  ("render_samples", (-1, 2.0, False, "4"), "integer >= 0")):  # fmt: skip
+            for value in bad:
+                with pytest.raises(ValueError, match="%s=.*%s" % (key, allowed)):
+                    isaacgym_tasks.make_env(1, sim="mujoco", **{key: value})
+        big = isaacgym_tasks.make_env(1, sim="mujoco", render_shadow_size=4096, render_samples=16)
         try:
-            assert big.make_frame_renderer().model.vis.quality.shadowsize == 2048, "never above the asset's map"
+            q = big.make_frame_renderer().model.vis.quality
+            assert (q.shadowsize, q.offsamples) == (2048, 4), "never above the asset's"
         finally:
             big.close()
     finally:

@@ -36,8 +36,9 @@ def _diff(a, b) -> float:
 
 @pytest.mark.integration
 def test_a_snapshot_rendered_on_another_thread_is_the_picture_of_that_state_not_of_the_live_one():
-    # the asset's shadow map for the frames too: this test compares pictures of one state pixel by pixel
-    env = isaacgym_tasks.make_env(1, sim="mujoco", render_width=W, render_height=H, render_shadow_size=2048)
+    # the asset's shadow map and MSAA for the frames too: this test compares pictures of one state pixel by pixel
+    env = isaacgym_tasks.make_env(1, sim="mujoco", render_width=W, render_height=H, render_shadow_size=2048,
+                                 render_samples=4)
     try:
         zeros, ones = np.zeros((1, 9), np.float32), np.ones((1, 9), np.float32)
         for _ in range(5):
@@ -183,7 +184,7 @@ def test_mjwarp_world_0_copied_from_the_device_renders_elsewhere_as_the_sync_ren
     pytest.importorskip("mujoco_warp")
     from isaacgym_tasks.scripted import grasp_action
 
-    env = grasping_mjwarp_env(W, H, render_shadow_size=2048)  # pixel by pixel, as above
+    env = grasping_mjwarp_env(W, H, render_shadow_size=2048, render_samples=4)  # pixel by pixel, as above
     try:
         state = env.render_state()
         reference = env.render().copy()  # world 0 copied to the host MjData, drawn on this thread
