@@ -21,10 +21,11 @@ up either: at most one per published frame.
 
 A state copied after a step may be *held* (``submit(held=True)``) until the player has chosen the next
 step's actions (:meth:`FrameHub.release`, from ``on_action``): it is then drawn while the env's physics
-runs, not while the policy does. Why: with the policy on the GPU that also draws, one viewer costs a 1-env
-BlindGrasping monitor 5–7 % of its steps/s (H100), nearly all of it the GL draw; drawn right after a step,
-the draw meets the policy's next forward pass (held: +1.4 points, within the noise; docs/benchmarks.md
-§5). The hold never waits more than ``HOLD_MAX_S``.
+runs, not while the policy does. Why: with the policy on the GPU that also draws, the GL draw is nearly
+all that one viewer costs a 1-env BlindGrasping monitor (H100: 5–7 % of its steps/s with the asset's look,
+2–4 % with the frames' lighter one); drawn right after a step, the draw meets the policy's next forward
+pass (held: +1.4 points, within the noise; docs/benchmarks.md §5). The hold never waits more than
+``HOLD_MAX_S``.
 """
 
 import logging
