@@ -69,8 +69,8 @@ class BlindGraspingConfig:
     #: GPU as long; 1024 half that, with 0.04 % of a 640x480 frame's pixels changed (docs/benchmarks.md §5)
     render_shadow_size: int = 1024
     #: multisampling (MSAA samples per pixel) of the same frames, at most the asset's 4 (viewer, ``render()``);
-    #: on an H100 the 4x resolve is most of what is left of a frame's GPU time (stall ~0.55 ms -> ~0.2 ms
-    #: without it); at 640x480 after the JPEG encode the edges barely change (docs/benchmarks.md §5)
+    #: on an H100 the 4x multisampling is most of what is left of a frame's GPU time (stall ~0.6 ms ->
+    #: ~0.2-0.3 ms without it); at 640x480 after the JPEG encode the edges barely change (docs/benchmarks.md §5)
     render_samples: int = 0
     num_threads: int = 1
     #: compare mode: the envs form this many equal groups; env i of every group starts its j-th episode
